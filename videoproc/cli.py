@@ -1,0 +1,99 @@
+"""The `videoproc` console script. Thin: parses flags into option records and calls the library.
+
+Exit codes (preprocess): 0 finished, every row ok; 3 finished, some rows failed (see the summary);
+4 incomplete, some shards could not be written (re-run to finish); 2 bad options, manifest or a
+refused resume, before any work; 1 crashed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from videoproc.config import build_options, load_config
+from videoproc.errors import ManifestError, OptionsError, ResumeError
+
+EXIT_BAD_INPUT = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="videoproc")
+def main() -> None:
+    """Turn video into training data."""
+
+
+@main.command()
+@click.argument("manifest")
+@click.option("--output", "-o", help="Output folder: local path or fsspec URL (s3://bucket/prefix). Required.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML job file with the same options; flags override it.")
+@click.option("--num-frames", type=int, help="Frames spread uniformly over each video (default 16 when --fps is not set).")
+@click.option("--fps", type=float, help="Sample this many frames per second of video instead.")
+@click.option("--max-frames", type=int, help="With --fps: keep at most this many, spread uniformly.")
+@click.option("--size", help="Output WIDTHxHEIGHT in pixels, or 'original' (default 224x224).")
+@click.option("--resize-mode", type=click.Choice(["stretch", "crop", "pad"]), help="stretch (default), crop or pad.")
+@click.option("--no-autorotate", is_flag=True, default=None, help="Keep the coded orientation (ignore display rotation).")
+@click.option("--strict", is_flag=True, default=None, help="Fail a row on any decode error instead of concealing it.")
+@click.option("--seek-mode", type=click.Choice(["exact", "keyframe"]), help="exact (default) or keyframe: nearest keyframes, approximate, ~20x faster.")
+@click.option("--max-alloc", help="Bytes one row may allocate, e.g. 512MiB (default).")
+@click.option("--workers", type=int, help="Worker processes (default: CPU count).")
+@click.option("--shard-size", type=int, help="Manifest rows per output shard (default 1000).")
+@click.option("--timeout", type=float, help="Seconds per video before it fails (default 300).")
+@click.option("--decoder-threads", type=int, help="FFmpeg threads per decoder (default: cores / workers).")
+@click.option("--uri-column", help="Manifest column holding the video URIs (default 'uri').")
+@click.option("--id-column", help="Manifest column holding row ids (default 'id'; derived from position when absent).")
+@click.option("--storage-options", help="JSON object passed to fsspec for manifest, videos and output.")
+@click.option("--allow-private-network", is_flag=True, default=None, help="Allow URLs that resolve to private, loopback or link-local addresses.")
+@click.option("--allowed-domains", help="Comma-separated host names that http(s) URLs may use.")
+@click.option("--local-root", help="Confine local paths in the manifest to this folder.")
+@click.option("--max-download-bytes", help="Cap on bytes fetched per http(s) video (default 4GiB).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), help="local process pool (default) or a Ray cluster.")
+@click.option("--ray-address", help="Ray cluster address (auto, or HOST:PORT).")
+@click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]), help="Progress display (default auto).")
+@click.option("--overwrite", is_flag=True, default=None, help="Discard an existing output and start over.")
+@click.option("--retry-failed", is_flag=True, default=None, help="Redo only the failed rows of an existing output.")
+def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
+    """Sample, decode and resize frames of every video in MANIFEST into Parquet shards."""
+    from videoproc.job import run_preprocess
+    from videoproc.summary import format_summary
+
+    started = time.monotonic()
+    try:
+        values = load_config(config_file) if config_file else {}
+        values.update({k: v for k, v in flags.items() if v is not None})
+        options = build_options(manifest=manifest, values=values)
+        report = run_preprocess(options)
+    except (OptionsError, ManifestError, ResumeError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    done = report.summary["rows_ok"] + report.summary["rows_failed"]
+    click.echo(format_summary(report.summary, throughput=done / max(time.monotonic() - started, 1e-9)))
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.argument("output")
+@click.option("--storage-options", help="JSON object passed to fsspec.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(output: str, storage_options: str | None, as_json: bool) -> None:
+    """Shards committed and pending, rows ok and failed, common errors, and the run's options."""
+    from videoproc.status import read_status, format_status
+
+    info = read_status(output, storage_options=json.loads(storage_options) if storage_options else {})
+    click.echo(json.dumps(info, indent=2, default=str) if as_json else format_status(info))
+    sys.exit(0 if info["exists"] else EXIT_BAD_INPUT)
+
+
+def _register_optional_commands() -> None:
+    from videoproc.generate.command import generate
+
+    main.add_command(generate)
+
+
+try:
+    _register_optional_commands()
+except ImportError:  # the generation stage is still being written
+    pass

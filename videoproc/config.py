@@ -1,0 +1,91 @@
+"""Job files and flags into option records. A job file (TOML) takes the same names as the flags,
+with dashes or underscores; flags given on the command line override it."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from typing import Any
+
+from videoproc.errors import OptionsError
+from videoproc.options import (
+    PreprocessOptions,
+    RunOptions,
+    SourceOptions,
+    VideoOptions,
+    parse_bytes,
+    parse_size,
+)
+
+_VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
+_SOURCE = {"storage_options", "allow_private_network", "allowed_domains", "local_root", "max_download_bytes"}
+_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed"}
+_TOP = {"output", "uri_column", "id_column"}
+KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
+
+
+def load_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise OptionsError(f"job file {path} does not exist; check --config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise OptionsError(f"job file {path} is not valid TOML: {exc}") from exc
+    values = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(values) - KNOWN)
+    if unknown:
+        raise OptionsError(
+            f"job file {path} has unknown option(s) {', '.join(unknown)}; known options: "
+            f"{', '.join(sorted(KNOWN))}"
+        )
+    return values
+
+
+def build_options(*, manifest: str, values: dict[str, Any]) -> PreprocessOptions:
+    if not values.get("output"):
+        raise OptionsError("--output is required: a local folder or fsspec URL for the shards")
+    return PreprocessOptions(
+        manifest=manifest,
+        output=str(values["output"]),
+        uri_column=values.get("uri_column", "uri"),
+        id_column=values.get("id_column", "id"),
+        video=_video(values),
+        source=_source(values),
+        run=RunOptions(**{k: values[k] for k in _RUN if k in values}),
+    )
+
+
+def _video(values: dict[str, Any]) -> VideoOptions:
+    kwargs = {k: values[k] for k in _VIDEO - {"size", "no_autorotate", "max_alloc"} if k in values}
+    if "size" in values:
+        kwargs["size"] = parse_size(str(values["size"]))
+    if "max_alloc" in values:
+        kwargs["max_alloc"] = parse_bytes(values["max_alloc"])
+    if values.get("no_autorotate"):
+        kwargs["autorotate"] = False
+    return VideoOptions(**kwargs)
+
+
+def _source(values: dict[str, Any]) -> SourceOptions:
+    kwargs = {k: values[k] for k in ("allow_private_network", "local_root") if k in values}
+    if "storage_options" in values:
+        kwargs["storage_options"] = _json_object(values["storage_options"])
+    if "allowed_domains" in values:
+        domains = values["allowed_domains"]
+        kwargs["allowed_domains"] = tuple(d.strip().lower() for d in (domains.split(",") if isinstance(domains, str) else domains) if d.strip())
+    if "max_download_bytes" in values:
+        kwargs["max_download_bytes"] = parse_bytes(values["max_download_bytes"])
+    return SourceOptions(**kwargs)
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise OptionsError(f"--storage-options must be a JSON object (got {value!r}): {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise OptionsError(f"--storage-options must be a JSON object like '{{\"anon\": true}}' (got {value!r})")
+    return parsed

@@ -1,0 +1,221 @@
+"""Decode exactly the sampled frames, at a cost that follows the frames sampled, not the video length.
+
+For each target (in presentation order) the decoder seeks to the keyframe at or before it and
+decodes forward to it, or keeps decoding forward when the next target is no further away than a
+seek would be, so no frame is decoded twice. A seek can land past its target (HEVC open GOPs,
+B-frames, MP4 indexes in decode order); that is detected from the first decoded timestamp and
+corrected by seeking to an earlier keyframe, never by returning a neighbouring frame.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+
+from videoproc.errors import VideoError
+from videoproc.options import SeekMode
+from videoproc.probe import VideoProbe
+from videoproc.sample import nearest_keyframes
+
+Frame = Any  # av.VideoFrame; kept loose so the converter can be any callable
+
+
+@dataclass(kw_only=True)
+class DecodeStats:
+    """Counters for one video: frames the decoder produced, seeks made, bad packets met."""
+
+    frames_decoded: int = 0
+    seeks: int = 0
+    decode_errors: int = 0
+    substituted: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodedFrames:
+    """The returned frames (T, H, W, 3 uint8) with the real index and timestamp of each."""
+
+    frames: np.ndarray
+    indices: list[int]
+    timestamps: list[float]
+    rotation: int
+    stats: DecodeStats = field(default_factory=DecodeStats)
+
+
+class FrameDecoder:
+    """Decodes chosen presentation indices of one stream of an open container.
+
+    `make_converter(rotation)` is called once, with the clockwise display rotation of the first
+    decoded frame, and returns the frame-to-array function used for every returned frame.
+    """
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        probe: VideoProbe,
+        *,
+        strict: bool,
+        autorotate: bool,
+        threads: int,
+        make_converter: Callable[[int], Callable[[Frame], np.ndarray]],
+    ) -> None:
+        self.container = container
+        self.probe = probe
+        self.stream = container.streams[probe.stream_index]
+        self.stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+        self.stream.thread_count = threads
+        self.strict = strict
+        self.autorotate = autorotate
+        self.make_converter = make_converter
+        self.stats = DecodeStats()
+        self._convert: Callable[[Frame], np.ndarray] | None = None
+        self._rotation = 0
+        self._frames: Iterator[tuple[int, Frame]] | None = None
+        self._pending: tuple[int, Frame] | None = None
+        self._position = -1  # presentation index of the last frame taken from the decoder
+        self._last_good: tuple[int, Frame] | None = None
+
+    def decode(self, targets: Sequence[int], *, seek_mode: SeekMode = "exact") -> DecodedFrames:
+        wanted = sorted(set(targets))
+        if seek_mode == "keyframe":
+            picked = self._decode_keyframes(wanted)
+        else:
+            picked = {t: self._decode_exact(t) for t in wanted}
+        return self._assemble(targets, picked)
+
+    # -- exact mode -------------------------------------------------------------------------
+
+    def _decode_exact(self, target: int) -> tuple[int, np.ndarray]:
+        keyframe = self._keyframe_before(target)
+        if self._frames is None or target <= self._position or keyframe > self._position + 1:
+            self._seek_to(target, keyframe)
+        for index, frame in self._forward():
+            if index > target:
+                self._pending = (index, frame)
+                break
+            self._last_good = (index, frame)
+            if index == target:
+                return index, self._to_array(frame)
+        return self._substitute(target)
+
+    def _seek_to(self, target: int, keyframe: int) -> None:
+        """Seek so that decoding starts at or before `target`, correcting seeks that overshoot."""
+        candidates = [k for k in self.probe.keyframes if k <= keyframe][::-1] or [0]
+        for start in candidates:
+            self._start_at(start)
+            first = self._peek()
+            if first is None or first[0] <= target:
+                return
+        self._start_at(None)  # the beginning of the stream, no index needed
+
+    def _start_at(self, keyframe: int | None) -> None:
+        self.stats.seeks += 1
+        if keyframe is None:
+            self.container.seek(0, backward=True, any_frame=False)
+        else:
+            pts = self.probe.pts[keyframe]
+            self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
+        self._frames = self._decode_packets()
+        self._pending = None
+        self._position = -1
+
+    def _peek(self) -> tuple[int, Frame] | None:
+        item = self._next_frame()
+        self._pending = item
+        return item
+
+    def _forward(self) -> Iterator[tuple[int, Frame]]:
+        # Pulls with next() rather than `yield from`: this generator is dropped after every target,
+        # and closing a delegating generator would close the shared packet decoder with it.
+        while (item := self._next_frame()) is not None:
+            self._position = item[0]
+            yield item
+
+    def _next_frame(self) -> tuple[int, Frame] | None:
+        if self._pending is not None:
+            item, self._pending = self._pending, None
+            return item
+        return next(self._frames, None) if self._frames is not None else None
+
+    def _decode_packets(self) -> Iterator[tuple[int, Frame]]:
+        """Frames in presentation order with their indices; bad packets are counted and skipped."""
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                self._record_error(packet, exc)
+                continue
+            for frame in frames:
+                self.stats.frames_decoded += 1
+                yield self._index_of(frame), frame
+
+    def _record_error(self, packet, exc: Exception) -> None:
+        self.stats.decode_errors += 1
+        if self.strict:
+            where = f"{float(packet.pts * self.probe.time_base):.3f}s" if packet.pts is not None else "?"
+            raise VideoError(f"decode error at t={where} (strict mode): {exc}") from exc
+
+    def _substitute(self, target: int) -> tuple[int, np.ndarray]:
+        """Lenient mode: a target that could not be decoded becomes the nearest earlier good frame."""
+        when = f"{self.probe.timestamps[target]:.3f}s"
+        if self.strict:
+            raise VideoError(f"frame {target} at t={when} could not be decoded (strict mode)")
+        if self._last_good is None or self._last_good[0] > target:
+            raise VideoError(f"frame {target} at t={when} and every frame before it failed to decode")
+        self.stats.substituted += 1
+        index, frame = self._last_good
+        return index, self._to_array(frame)
+
+    # -- keyframe mode ----------------------------------------------------------------------
+
+    def _decode_keyframes(self, wanted: list[int]) -> dict[int, tuple[int, np.ndarray]]:
+        """Approximate mode: the keyframe nearest each target, one seek and one frame each."""
+        picked = {}
+        for target, keyframe in zip(wanted, nearest_keyframes(wanted, self.probe.keyframes)):
+            self._start_at(keyframe)
+            first = next(((i, f) for i, f in self._forward() if i >= keyframe), None)
+            if first is None:
+                picked[target] = self._substitute(target)
+            else:
+                picked[target] = (first[0], self._to_array(first[1]))
+        return picked
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _keyframe_before(self, target: int) -> int:
+        keyframes = self.probe.keyframes
+        k = bisect.bisect_right(keyframes, target) - 1
+        return keyframes[k] if k >= 0 else 0
+
+    def _index_of(self, frame: Frame) -> int:
+        ts = frame.pts if frame.pts is not None else frame.dts
+        if ts is None:
+            return self._position + 1
+        return max(bisect.bisect_right(self.probe.pts, ts) - 1, 0)
+
+    def _to_array(self, frame: Frame) -> np.ndarray:
+        if self._convert is None:
+            self._rotation = (-int(frame.rotation or 0)) % 360 if self.autorotate else 0
+            self._convert = self.make_converter(self._rotation)
+        return self._convert(frame)
+
+    def _assemble(self, targets: Sequence[int], picked: dict[int, tuple[int, np.ndarray]]) -> DecodedFrames:
+        first = picked[targets[0]][1]
+        out = np.empty((len(targets), *first.shape), dtype=np.uint8)
+        indices = []
+        for slot, target in enumerate(targets):
+            index, array = picked[target]
+            out[slot] = array
+            indices.append(index)
+        times = self.probe.timestamps
+        return DecodedFrames(
+            frames=out,
+            indices=indices,
+            timestamps=[times[i] for i in indices],
+            rotation=self._rotation,
+            stats=self.stats,
+        )

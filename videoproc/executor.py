@@ -1,0 +1,68 @@
+"""Executors turn planned shards into written shards. The local one runs a process pool here; the
+Ray one (videoproc.executor_ray) runs one task per shard on a cluster. Both yield ShardOutcomes
+and leave committing to the job, which owns the run state."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+import pyarrow as pa
+
+from videoproc.options import PreprocessOptions
+from videoproc.pool import WorkerConfig, WorkerPool
+from videoproc.process import VideoResult, process_video
+from videoproc.runstate import RunState
+from videoproc.shards import ShardAssembler, ShardOutcome, ShardWork
+
+OnResult = Callable[[VideoResult], None]
+
+
+class Executor(Protocol):
+    def run(
+        self, works: Sequence[ShardWork], *, schema: pa.Schema, state: RunState, on_result: OnResult
+    ) -> Iterator[ShardOutcome]: ...
+
+
+class LocalExecutor:
+    """Videos go to a pool of worker processes; the parent assembles and writes shards in order."""
+
+    def __init__(self, options: PreprocessOptions) -> None:
+        self.options = options
+
+    def run(
+        self, works: Sequence[ShardWork], *, schema: pa.Schema, state: RunState, on_result: OnResult
+    ) -> Iterator[ShardOutcome]:
+        run = self.options.run
+        config = WorkerConfig(
+            job=process_video,
+            kwargs={"video": self.options.video, "source": self.options.source, "threads": run.threads_per_decoder()},
+        )
+        starts = [w.shard.start for w in works]
+        open_shards: dict[int, ShardAssembler] = {}
+        tasks = (task for work in works for task in work.tasks)
+        with WorkerPool(workers=min(run.workers, max(1, sum(len(w.tasks) for w in works))), config=config, timeout=run.timeout) as pool:
+            try:
+                for result in pool.run(tasks):
+                    on_result(result)
+                    k = bisect.bisect_right(starts, result.row) - 1
+                    if k not in open_shards:
+                        open_shards[k] = ShardAssembler(
+                            works[k], schema=schema, final=state.data_file(works[k].shard), write_retries=run.write_retries
+                        )
+                    assembler = open_shards[k]
+                    assembler.add(result)
+                    if assembler.complete:
+                        yield open_shards.pop(k).finish()
+            finally:
+                for assembler in open_shards.values():
+                    assembler.abort()
+
+
+def make_executor(options: PreprocessOptions) -> Executor:
+    if options.run.executor == "ray":
+        from videoproc.executor_ray import RayExecutor
+
+        return RayExecutor(options)
+    return LocalExecutor(options)

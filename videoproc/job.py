@@ -1,0 +1,123 @@
+"""The preprocess job: the one place that wires manifest, plan, run state and executor together."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import pyarrow.parquet as pq
+
+from videoproc import storage
+from videoproc.executor import make_executor
+from videoproc.manifest import Manifest, read_manifest
+from videoproc.options import PreprocessOptions
+from videoproc.process import VideoResult, VideoTask
+from videoproc.progress import Progress
+from videoproc.runstate import RunState, Shard, plan_shards
+from videoproc.shards import ShardWork
+from videoproc.summary import summarize
+from videoproc.write import output_schema
+
+EXIT_OK = 0
+EXIT_ROWS_FAILED = 3
+EXIT_INCOMPLETE = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    summary: dict[str, Any]
+    exit_code: int
+
+
+def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) -> RunReport:
+    """Run (or resume) a preprocess job to completion; see the README for the exit codes."""
+    started = time.monotonic()
+    manifest = read_manifest(
+        options.manifest, uri_column=options.uri_column, id_column=options.id_column,
+        storage_options=options.source.storage_options,
+    )
+    state = RunState(storage.locate(options.output, storage_options=options.source.storage_options))
+    if options.run.overwrite:
+        state.wipe()
+    shards = plan_shards(manifest.num_rows, options.run.shard_size)
+    resumed = state.begin(
+        shards=shards, manifest=manifest.fingerprint(), fingerprint=options.result_fingerprint(),
+        options=options.to_dict(),
+    )
+    state.clean_partials()
+    works = _plan_work(manifest, shards, state, retry_failed=options.run.retry_failed)
+    errors = _execute(options, manifest, state, works, stream)
+    summary = summarize(
+        state.committed(), shards=shards, resumed=resumed, elapsed_s=time.monotonic() - started,
+        output=state.output.url, write_errors=errors,
+    )
+    state.write_summary(summary)
+    return RunReport(summary=summary, exit_code=_exit_code(summary))
+
+
+def _plan_work(manifest: Manifest, shards: tuple[Shard, ...], state: RunState, *, retry_failed: bool) -> list[ShardWork]:
+    committed = state.committed()
+    works = []
+    for shard in shards:
+        if shard.name not in committed:
+            works.append(_fresh_work(manifest, shard))
+        elif retry_failed and committed[shard.name].get("failed", 0):
+            works.append(_retry_work(manifest, shard, state))
+    return works
+
+
+def _tasks(manifest: Manifest, positions: list[int]) -> tuple[VideoTask, ...]:
+    ids = manifest.table.column("id")
+    uris = manifest.table.column("uri")
+    return tuple(VideoTask(row=p, id=ids[p].as_py(), uri=uris[p].as_py()) for p in positions)
+
+
+def _fresh_work(manifest: Manifest, shard: Shard) -> ShardWork:
+    positions = list(range(shard.start, shard.stop))
+    rows = manifest.passthrough_rows(shard.start, shard.stop)
+    return ShardWork(shard=shard, tasks=_tasks(manifest, positions), passthrough=dict(zip(positions, rows)))
+
+
+def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
+    """Redo only the failed rows of a committed shard; its ok rows are carried over unchanged."""
+    loc = state.data_file(shard)
+    with loc.fs.open(loc.path, "rb") as f:
+        existing = pq.read_table(f).to_pylist()
+    positions = list(range(shard.start, shard.stop))
+    keep = {p: row for p, row in zip(positions, existing) if row["status"] == "ok"}
+    todo = [p for p in positions if p not in keep]
+    rows = dict(zip(positions, manifest.passthrough_rows(shard.start, shard.stop)))
+    return ShardWork(
+        shard=shard, tasks=_tasks(manifest, todo), passthrough={p: rows[p] for p in todo}, keep=keep,
+        retried=len(todo),
+    )
+
+
+def _execute(options: PreprocessOptions, manifest: Manifest, state: RunState, works: list[ShardWork], stream) -> list[str]:
+    """Run the work, committing each shard as it lands; returns the storage errors met."""
+    if not works:
+        return []
+    progress = Progress(total=sum(len(w.tasks) for w in works), mode=options.run.progress, **({"stream": stream} if stream else {}))
+
+    def on_result(result: VideoResult) -> None:
+        progress.advance(ok=result.status == "ok", note=result.id)
+
+    errors = []
+    executor = make_executor(options)
+    schema = output_schema(manifest.passthrough_schema)
+    try:
+        for outcome in executor.run(works, schema=schema, state=state, on_result=on_result):
+            if outcome.stats is None:
+                errors.append(outcome.error or f"shard {outcome.shard.name} was not written")
+            else:
+                state.commit(outcome.shard, outcome.stats)
+    finally:
+        progress.close()
+    return errors
+
+
+def _exit_code(summary: dict[str, Any]) -> int:
+    if summary["shards_pending"]:
+        return EXIT_INCOMPLETE
+    return EXIT_ROWS_FAILED if summary["rows_failed"] else EXIT_OK

@@ -1,0 +1,171 @@
+"""A process pool that survives its workers: one video per worker at a time, each with a deadline.
+
+concurrent.futures' pool breaks as a whole when one worker dies and cannot say which task killed
+it. Here the parent knows what every worker holds, so a segfault in a decoder or a video that hangs
+past its timeout fails only that video; the worker is replaced and the run goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from videoproc.process import VideoResult, VideoTask, failed
+
+FAULT_ENV = "VIDEOPROC_TEST_FAULTS"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig:
+    """What each worker needs; sent once at start. `job(task, **kwargs)` returns a VideoResult."""
+
+    job: Callable[..., VideoResult]
+    kwargs: dict[str, Any]
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    task: VideoTask | None = None
+    deadline: float = 0.0
+
+
+def _worker_main(conn: Connection, config: WorkerConfig) -> None:
+    # The parent handles Ctrl-C for the whole run; a worker interrupted mid-video would only
+    # produce a confusing traceback per process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        _inject_fault(task)
+        conn.send(config.job(task, **config.kwargs))
+
+
+def _inject_fault(task: VideoTask) -> None:
+    """Test-only hook: with VIDEOPROC_TEST_FAULTS set, URIs naming a fault trigger it for real."""
+    if not os.environ.get(FAULT_ENV):
+        return
+    if "fault-segfault" in task.uri:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if "fault-hang" in task.uri:
+        time.sleep(3600)
+
+
+class WorkerPool:
+    """Runs tasks on `workers` processes; `run()` yields results as they finish (any order)."""
+
+    def __init__(self, *, workers: int, config: WorkerConfig, timeout: float) -> None:
+        self.size = workers
+        self.config = config
+        self.timeout = timeout
+        self.replaced = 0
+        self._ctx = mp.get_context("forkserver")
+        self._workers: list[_Worker] = []
+
+    def __enter__(self) -> "WorkerPool":
+        self._workers = [self._spawn() for _ in range(self.size)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for worker in self._workers:
+            self._stop(worker, graceful=exc[0] is None)
+        self._workers = []
+
+    def run(self, tasks: Iterable[VideoTask]) -> Iterator[VideoResult]:
+        queue = iter(tasks)
+        exhausted = False
+        while True:
+            for worker in self._workers:
+                if worker.task is None and not exhausted:
+                    task = next(queue, None)
+                    if task is None:
+                        exhausted = True
+                    else:
+                        self._assign(worker, task)
+            busy = [w for w in self._workers if w.task is not None]
+            if not busy:
+                return
+            yield from self._collect(busy)
+
+    def _assign(self, worker: _Worker, task: VideoTask) -> None:
+        for _ in range(3):
+            try:
+                worker.conn.send(task)
+                break
+            except (BrokenPipeError, OSError):
+                # The worker died while idle (OOM killer, or it never started): replace it.
+                index = self._workers.index(worker)
+                self._stop(worker, graceful=False)
+                worker = self._workers[index] = self._spawn()
+        else:
+            raise RuntimeError("worker processes keep dying before taking work; see their output above")
+        worker.task = task
+        worker.deadline = time.monotonic() + self.timeout
+
+    def _collect(self, busy: list[_Worker]) -> Iterator[VideoResult]:
+        wait_for = min(w.deadline for w in busy) - time.monotonic()
+        handles = {w.conn: w for w in busy} | {w.process.sentinel: w for w in busy}
+        ready = wait(list(handles), timeout=max(wait_for, 0))
+        done: set[int] = set()
+        for handle in ready:
+            worker = handles[handle]
+            if id(worker) in done:
+                continue
+            done.add(id(worker))
+            yield self._receive(worker)
+        now = time.monotonic()
+        for worker in busy:
+            if id(worker) not in done and worker.task is not None and now >= worker.deadline:
+                yield self._replace(worker, f"timed out after {self.timeout:g}s while decoding {worker.task.uri}")
+
+    def _receive(self, worker: _Worker) -> VideoResult:
+        task = worker.task
+        try:
+            if worker.conn.poll():
+                result = worker.conn.recv()
+                worker.task = None
+                return result
+        except (EOFError, OSError):
+            pass
+        worker.process.join(timeout=5)
+        code = worker.process.exitcode
+        reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return self._replace(worker, f"worker crashed ({reason}) while decoding {task.uri}")
+
+    def _replace(self, worker: _Worker, error: str) -> VideoResult:
+        task = worker.task
+        self._stop(worker, graceful=False)
+        index = self._workers.index(worker)
+        self._workers[index] = self._spawn()
+        self.replaced += 1
+        return failed(task, error)
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=_worker_main, args=(child, self.config), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process=process, conn=parent)
+
+    def _stop(self, worker: _Worker, *, graceful: bool) -> None:
+        if graceful and worker.process.is_alive():
+            try:
+                worker.conn.send(None)
+                worker.process.join(timeout=2)
+            except (BrokenPipeError, OSError):
+                pass
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(timeout=5)
+        worker.conn.close()

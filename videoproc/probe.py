@@ -1,0 +1,119 @@
+"""What a video really holds: its frames' timestamps in presentation order and where keyframes are.
+
+Headers lie or say nothing (`stream.frames` is 0 for Matroska, some files have no duration at
+all), so the frame count comes from the stream's packets, never from the header. A demux-only
+scan costs about 12 µs a packet, a small fraction of decoding even one keyframe interval.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+
+import av
+
+from videoproc.errors import VideoError
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoProbe:
+    """The first video stream of a container.
+
+    pts: presentation timestamps (stream time base) sorted, one per frame; frame k is pts[k].
+    keyframes: presentation indices of the frames a decoder can start from.
+    duration: seconds from the first frame's start to the last frame's end.
+    width, height: coded size in pixels (before any display rotation).
+    """
+
+    stream_index: int
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    time_base: Fraction
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    duration: float
+    container_format: str
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.pts)
+
+    @cached_property
+    def timestamps(self) -> list[float]:
+        tb = self.time_base
+        return [float(p * tb) for p in self.pts]
+
+    @property
+    def fps(self) -> float:
+        """Average frames per second over the real duration (VFR-safe, unlike the header rate)."""
+        return self.num_frames / self.duration if self.duration > 0 else 0.0
+
+
+def first_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        kinds = ", ".join(s.type for s in container.streams) or "none"
+        raise VideoError(f"no video stream in the container (streams found: {kinds})")
+    return container.streams.video[0]
+
+
+def probe(container: av.container.InputContainer) -> VideoProbe:
+    """Scan the packets of the first video stream (no decoding) and build its timeline."""
+    stream = first_video_stream(container)
+    entries = _scan_packets(container, stream)
+    if not entries:
+        raise VideoError("the video stream has no frames (zero packets with a timestamp)")
+    entries.sort()
+    pts = tuple(e[0] for e in entries)
+    keyframes = tuple(i for i, e in enumerate(entries) if e[1])
+    return VideoProbe(
+        stream_index=stream.index,
+        codec=stream.codec_context.name,
+        pix_fmt=stream.codec_context.pix_fmt or "unknown",
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        time_base=Fraction(stream.time_base),
+        pts=pts,
+        keyframes=keyframes or (0,),
+        duration=_duration(entries, Fraction(stream.time_base)),
+        container_format=container.format.name,
+    )
+
+
+def _scan_packets(container, stream) -> list[tuple[int, bool, int]]:
+    """(pts, is_keyframe, duration) per frame-carrying packet of `stream`, in decode order."""
+    entries = []
+    try:
+        for packet in container.demux(stream):
+            ts = packet.pts if packet.pts is not None else packet.dts
+            # Packets outside an MP4 edit list are decoded for reference but never shown.
+            if packet.size == 0 or ts is None or packet.is_discard:
+                continue
+            entries.append((ts, bool(packet.is_keyframe), packet.duration or 0))
+    except av.error.FFmpegError:
+        # A damaged tail ends the scan; frames up to it are still real and decodable.
+        if not entries:
+            raise
+    if entries:
+        container.seek(0, stream=stream, backward=True)
+    return _drop_duplicate_pts(entries)
+
+
+def _drop_duplicate_pts(entries: list[tuple[int, bool, int]]) -> list[tuple[int, bool, int]]:
+    # Two packets with one pts would make "frame k" ambiguous; decoders output the later one.
+    seen: dict[int, tuple[int, bool, int]] = {}
+    for entry in entries:
+        seen[entry[0]] = entry
+    return list(seen.values())
+
+
+def _duration(sorted_entries: list[tuple[int, bool, int]], time_base: Fraction) -> float:
+    first, last = sorted_entries[0][0], sorted_entries[-1][0]
+    last_duration = sorted_entries[-1][2]
+    if last_duration <= 0:
+        gaps = [b[0] - a[0] for a, b in zip(sorted_entries, sorted_entries[1:])]
+        last_duration = statistics.median(gaps) if gaps else 0
+    return float((last - first + last_duration) * time_base)

@@ -1,0 +1,166 @@
+"""One video, start to finish: source -> probe -> sample -> decode -> resize, as a result record.
+
+This is what a worker process runs. Every expected failure becomes a failed result with a message
+for a person; nothing a video contains can stop the run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import av
+
+from videoproc.decode import FrameDecoder
+from videoproc.errors import VideoError
+from videoproc.options import SourceOptions, VideoOptions
+from videoproc.probe import VideoProbe, probe
+from videoproc.resize import FrameConverter, displayed_size, plan_resize
+from videoproc.sample import keyframe_bound, select_indices
+from videoproc.source import open_uri
+
+_SAFE_ID_FORBIDDEN = ("/", "\\", "\x00")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoTask:
+    """One manifest row to process. `row` is its position in the manifest (0-based)."""
+
+    row: int
+    id: str
+    uri: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoResult:
+    """The output row of one manifest row, minus passed-through columns (the writer adds them)."""
+
+    row: int
+    id: str
+    uri: str
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    frames: bytes | None = None
+    shape: tuple[int, int, int, int] | None = None
+    frame_indices: list[int] | None = None
+    timestamps: list[float] | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    decode_errors: int = 0
+    frames_decoded: int = 0
+    frames_decoded_min: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+
+
+def process_video(task: VideoTask, *, video: VideoOptions, source: SourceOptions, threads: int) -> VideoResult:
+    started = time.monotonic()
+    try:
+        check_id(task.id)
+        with open_uri(task.uri, options=source) as reader:
+            result = _extract(task, reader, video=video, threads=threads)
+    except VideoError as exc:
+        result = failed(task, str(exc))
+    except av.error.FFmpegError as exc:
+        result = failed(task, f"not a readable video: {_ffmpeg_reason(exc)}")
+    except MemoryError:
+        result = failed(task, "out of memory while decoding; lower --size/--num-frames or --max-alloc")
+    return _with_seconds(result, time.monotonic() - started)
+
+
+def failed(task: VideoTask, error: str, **extra: Any) -> VideoResult:
+    return VideoResult(row=task.row, id=task.id, uri=task.uri, status="failed", error=error, **extra)
+
+
+def check_id(video_id: str) -> None:
+    """Ids end up in logs, file names of derived data and object keys: no path separators."""
+    if not video_id or any(ch in video_id for ch in _SAFE_ID_FORBIDDEN) or video_id in (".", ".."):
+        raise VideoError(
+            f"id {video_id!r} is not allowed: ids must be non-empty and contain no '/', '\\' or NUL "
+            "characters; fix the manifest's id column"
+        )
+
+
+def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> VideoResult:
+    with _open_container(reader) as container:
+        info = probe(container)
+        targets = select_indices(
+            info.timestamps,
+            duration=info.duration,
+            num_frames=video.num_frames,
+            fps=video.fps,
+            max_frames=video.max_frames,
+        )
+        _check_alloc(info, len(targets), video)
+        decoder = FrameDecoder(
+            container,
+            info,
+            strict=video.strict,
+            autorotate=video.autorotate,
+            threads=threads,
+            make_converter=lambda rotation: _converter(info, rotation, video, threads),
+        )
+        decoded = decoder.decode(targets, seek_mode=video.seek_mode)
+    stats = decoded.stats
+    return VideoResult(
+        row=task.row,
+        id=task.id,
+        uri=task.uri,
+        status="ok",
+        frames=decoded.frames.tobytes(),
+        shape=tuple(decoded.frames.shape),
+        frame_indices=decoded.indices,
+        timestamps=decoded.timestamps,
+        source=_source_columns(info, decoded.rotation),
+        decode_errors=stats.decode_errors + stats.substituted,
+        frames_decoded=stats.frames_decoded,
+        frames_decoded_min=keyframe_bound(targets, info.keyframes),
+        bytes_read=reader.bytes_read,
+    )
+
+
+def _open_container(reader):
+    try:
+        return av.open(reader, mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"not a readable video container: {_ffmpeg_reason(exc)}") from exc
+
+
+def _converter(info: VideoProbe, rotation: int, video: VideoOptions, threads: int) -> FrameConverter:
+    shown_w, shown_h = displayed_size(info.width, info.height, rotation)
+    plan = plan_resize(shown_w, shown_h, size=video.size, mode=video.resize_mode)
+    return FrameConverter(plan, rotation=rotation, threads=1 if threads <= 1 else 0)
+
+
+def _check_alloc(info: VideoProbe, count: int, video: VideoOptions) -> None:
+    """Refuse before decoding when the row would need more memory than --max-alloc allows."""
+    out_w, out_h = video.size or (info.width, info.height)
+    needed = count * out_w * out_h * 3 + info.width * info.height * 3
+    if needed > video.max_alloc:
+        raise VideoError(
+            f"needs {needed} bytes ({count} frames of {out_w}x{out_h} RGB plus one {info.width}x"
+            f"{info.height} source frame), over --max-alloc {video.max_alloc}; raise --max-alloc "
+            "or lower --size / --num-frames / --max-frames"
+        )
+
+
+def _source_columns(info: VideoProbe, rotation: int) -> dict[str, Any]:
+    return {
+        "source_width": info.width,
+        "source_height": info.height,
+        "source_fps": info.fps,
+        "source_duration": info.duration,
+        "source_num_frames": info.num_frames,
+        "codec": info.codec,
+        "rotation": rotation,
+    }
+
+
+def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _with_seconds(result: VideoResult, seconds: float) -> VideoResult:
+    from dataclasses import replace
+
+    return replace(result, seconds=seconds)

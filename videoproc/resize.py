@@ -1,0 +1,124 @@
+"""Resize geometry (pure) and the one-pass frame conversion that applies it.
+
+The decoder's own pixel conversion (swscale) scales and converts to RGB in a single call, which is
+both the cheapest path and the reference: swscale's BILINEAR widens its filter when downscaling,
+so it antialiases like the FFmpeg CLI's `scale=W:H:flags=bilinear`, where OpenCV's INTER_LINEAR
+differs by up to hundreds of levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from videoproc.options import ResizeMode
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResizePlan:
+    """How a displayed picture of src size becomes the output picture, all sizes in pixels.
+
+    The picture is scaled to scale_width x scale_height, then cropped at (crop_left, crop_top)
+    (crop mode) or placed at (pad_left, pad_top) on a black canvas (pad mode).
+    """
+
+    scale_width: int
+    scale_height: int
+    out_width: int
+    out_height: int
+    crop_left: int = 0
+    crop_top: int = 0
+    pad_left: int = 0
+    pad_top: int = 0
+
+
+def plan_resize(
+    src_width: int, src_height: int, *, size: tuple[int, int] | None, mode: ResizeMode
+) -> ResizePlan:
+    """Geometry for one of the modes; `size` is (width, height), None keeps the source size."""
+    if size is None:
+        return ResizePlan(
+            scale_width=src_width, scale_height=src_height, out_width=src_width, out_height=src_height
+        )
+    width, height = size
+    if mode == "stretch":
+        return ResizePlan(scale_width=width, scale_height=height, out_width=width, out_height=height)
+    if mode == "crop":
+        return _plan_crop(src_width, src_height, width, height)
+    return _plan_pad(src_width, src_height, width, height)
+
+
+def _plan_crop(src_w: int, src_h: int, width: int, height: int) -> ResizePlan:
+    scale = max(width / src_w, height / src_h)
+    scaled_w = max(width, round(src_w * scale))
+    scaled_h = max(height, round(src_h * scale))
+    return ResizePlan(
+        scale_width=scaled_w,
+        scale_height=scaled_h,
+        out_width=width,
+        out_height=height,
+        crop_left=(scaled_w - width) // 2,
+        crop_top=(scaled_h - height) // 2,
+    )
+
+
+def _plan_pad(src_w: int, src_h: int, width: int, height: int) -> ResizePlan:
+    scale = min(width / src_w, height / src_h)
+    scaled_w = min(width, max(1, round(src_w * scale)))
+    scaled_h = min(height, max(1, round(src_h * scale)))
+    return ResizePlan(
+        scale_width=scaled_w,
+        scale_height=scaled_h,
+        out_width=width,
+        out_height=height,
+        pad_left=(width - scaled_w) // 2,
+        pad_top=(height - scaled_h) // 2,
+    )
+
+
+def displayed_size(width: int, height: int, rotation: int) -> tuple[int, int]:
+    """The picture's size as shown: a quarter turn swaps the sides."""
+    return (height, width) if rotation % 180 == 90 else (width, height)
+
+
+class FrameConverter:
+    """Turns decoded frames into uint8 RGB arrays of the planned output size.
+
+    `rotation` is the clockwise turn (0, 90, 180, 270) that displays the picture upright. It is
+    applied after scaling: rotating is a pure permutation of pixels, so scaling the coded picture to
+    the rotated target size first gives the same result for a fraction of the work.
+    """
+
+    def __init__(self, plan: ResizePlan, *, rotation: int, threads: int = 1) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self.plan = plan
+        self.rotation = rotation % 360
+        self.threads = threads
+        # One reusable reformatter with one thread: 1.5 ms per 720p->224² frame against 5.4 ms
+        # for a fresh, automatically threaded one per frame.
+        self._reformatter = VideoReformatter()
+        self._coded_size = displayed_size(plan.scale_width, plan.scale_height, self.rotation)
+
+    def __call__(self, frame) -> np.ndarray:
+        width, height = self._coded_size
+        rgb = self._reformatter.reformat(
+            frame, width=width, height=height, format="rgb24", interpolation="BILINEAR",
+            threads=self.threads,
+        ).to_ndarray()
+        if self.rotation:
+            rgb = np.rot90(rgb, k=-self.rotation // 90)
+        return self._place(rgb)
+
+    def _place(self, rgb: np.ndarray) -> np.ndarray:
+        plan = self.plan
+        if (plan.scale_width, plan.scale_height) == (plan.out_width, plan.out_height):
+            return rgb
+        if plan.scale_width >= plan.out_width and plan.scale_height >= plan.out_height:
+            top, left = plan.crop_top, plan.crop_left
+            return rgb[top : top + plan.out_height, left : left + plan.out_width]
+        canvas = np.zeros((plan.out_height, plan.out_width, 3), dtype=np.uint8)
+        top, left = plan.pad_top, plan.pad_left
+        canvas[top : top + plan.scale_height, left : left + plan.scale_width] = rgb
+        return canvas

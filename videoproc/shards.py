@@ -1,0 +1,153 @@
+"""The unit of work: one planned shard, its tasks, and the assembly of its results into a file.
+
+Both executors use this: the local pool feeds results in from worker processes, a Ray task runs
+the videos of its shard itself. Either way rows are written in manifest order, so the same inputs
+give byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from videoproc import storage
+from videoproc.errors import StorageError
+from videoproc.process import VideoResult, VideoTask
+from videoproc.runstate import Shard
+from videoproc.write import ShardWriter, result_columns
+
+WRITE_BACKOFF_S = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardWork:
+    """Everything needed to produce one shard anywhere.
+
+    tasks: the rows to process. keep: rows carried over unchanged from the committed shard
+    (--retry-failed), by manifest position. passthrough: manifest columns by manifest position.
+    """
+
+    shard: Shard
+    tasks: tuple[VideoTask, ...]
+    passthrough: dict[int, dict[str, Any]]
+    keep: dict[int, dict[str, Any]] = field(default_factory=dict)
+    retried: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardOutcome:
+    """The stats of a written shard (the completion marker's content), or why it was not written."""
+
+    shard: Shard
+    stats: dict[str, Any] | None
+    error: str | None = None
+
+
+class ShardAssembler:
+    """Collects a shard's results in any order and streams them to its writer in manifest order."""
+
+    def __init__(self, work: ShardWork, *, schema: pa.Schema, final: storage.Location, write_retries: int) -> None:
+        self.work = work
+        self.schema = schema
+        self.final = final
+        self.write_retries = write_retries
+        self.started = time.monotonic()
+        self._waiting: dict[int, VideoResult] = {}
+        self._next = work.shard.start
+        self._writer = ShardWriter(schema=schema, final=final)
+        self._stats = _ShardStats()
+
+    @property
+    def complete(self) -> bool:
+        return self._next >= self.work.shard.stop
+
+    def add(self, result: VideoResult) -> None:
+        self._waiting[result.row] = result
+        self._stats.count(result)
+        while self._next < self.work.shard.stop:
+            row = self._take(self._next)
+            if row is None:
+                return
+            self._writer.add(row)
+            self._next += 1
+
+    def finish(self) -> ShardOutcome:
+        """Close the shard file and publish it, retrying storage errors a bounded number of times."""
+        started = time.monotonic()
+        self._writer.close()
+        error = None
+        for attempt in range(self.write_retries + 1):
+            try:
+                self._writer.publish()
+                break
+            except (OSError, StorageError) as exc:
+                error = f"writing {self.final.url} failed after {attempt + 1} attempt(s): {exc}"
+                time.sleep(WRITE_BACKOFF_S * 2**attempt)
+        else:
+            self._writer.abort()
+            return ShardOutcome(shard=self.work.shard, stats=None, error=error)
+        wall_s = time.monotonic() - self.started
+        stats = self._stats.as_dict(self.work, write_s=self._writer.seconds + time.monotonic() - started, wall_s=wall_s)
+        return ShardOutcome(shard=self.work.shard, stats=stats)
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+    def _take(self, position: int) -> dict[str, Any] | None:
+        if position in self.work.keep:
+            return self.work.keep[position]
+        result = self._waiting.pop(position, None)
+        if result is None:
+            return None
+        return result_columns(result) | self.work.passthrough[position]
+
+
+@dataclass
+class _ShardStats:
+    ok: int = 0
+    failed: int = 0
+    errors: collections.Counter = field(default_factory=collections.Counter)
+    frames_decoded: int = 0
+    frames_decoded_min: int = 0
+    bytes_read: int = 0
+    decode_s: float = 0.0
+
+    def count(self, result: VideoResult) -> None:
+        if result.status == "ok":
+            self.ok += 1
+        else:
+            self.failed += 1
+            self.errors[error_kind(result.error or "")] += 1
+        self.frames_decoded += result.frames_decoded
+        self.frames_decoded_min += result.frames_decoded_min
+        self.bytes_read += result.bytes_read
+        self.decode_s += result.seconds
+
+    def as_dict(self, work: ShardWork, *, write_s: float, wall_s: float) -> dict[str, Any]:
+        kept = list(work.keep.values())
+        return {
+            "shard": work.shard.name,
+            "rows": work.shard.stop - work.shard.start,
+            "ok": self.ok + sum(1 for r in kept if r["status"] == "ok"),
+            "failed": self.failed + sum(1 for r in kept if r["status"] == "failed"),
+            "retried": work.retried,
+            "recovered": self.ok if work.retried else 0,
+            "errors": dict(self.errors.most_common(20)),
+            "frames_decoded": self.frames_decoded,
+            "frames_decoded_min": self.frames_decoded_min,
+            "bytes_read": self.bytes_read,
+            "decode_s": round(self.decode_s, 4),
+            "write_s": round(write_s, 4),
+            "wall_s": round(wall_s, 4),
+            "committed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def error_kind(error: str) -> str:
+    """A short key grouping similar errors: the message up to its first colon or path."""
+    head = error.split(":")[0].split(" while ")[0].strip()
+    return head[:80] if head else "unknown error"

@@ -1,0 +1,34 @@
+"""`videoproc status OUTPUT`: what a run has done so far, read from its run state alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from videoproc import storage
+from videoproc.runstate import RunState, Shard
+from videoproc.summary import format_summary, summarize
+
+
+def read_status(output: str, *, storage_options: dict | None = None) -> dict[str, Any]:
+    state = RunState(storage.locate(output, storage_options=storage_options))
+    run = state.load_run()
+    if run is None:
+        return {"exists": False, "output": output}
+    shards = tuple(Shard(**s) for s in run["shards"])
+    summary = summarize(state.committed(), shards=shards, elapsed_s=0.0, output=state.output.url)
+    return {"exists": True, "created": run["created"], "summary": summary, "options": run["options"]}
+
+
+def format_status(info: dict[str, Any]) -> str:
+    if not info["exists"]:
+        return f"no videoproc run found at {info['output']} (no _videoproc/run.json)"
+    video = info["options"]["video"]
+    sampling = f"num_frames={video['num_frames']}" if video["num_frames"] else f"fps={video['fps']}, max_frames={video['max_frames']}"
+    size = "x".join(map(str, video["size"])) if video["size"] else "original"
+    lines = [
+        format_summary(info["summary"]),
+        f"run created: {info['created']}",
+        f"options: {sampling}, size={size}, resize_mode={video['resize_mode']}, "
+        f"seek_mode={video['seek_mode']}, strict={video['strict']}, autorotate={video['autorotate']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Run summaries: per-shard stats merged into one record, and its text form for people."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from videoproc.runstate import Shard
+
+
+def summarize(
+    committed: dict[str, dict[str, Any]],
+    *,
+    shards: tuple[Shard, ...],
+    elapsed_s: float,
+    output: str,
+    resumed: bool = False,
+    write_errors: list[str] | None = None,
+) -> dict[str, Any]:
+    done = [committed[s.name] for s in shards if s.name in committed]
+    errors: collections.Counter = collections.Counter()
+    for stats in done:
+        errors.update(stats.get("errors", {}))
+    ok = sum(s["ok"] for s in done)
+    failed = sum(s["failed"] for s in done)
+    decoded = sum(s.get("frames_decoded", 0) for s in done)
+    write_s = sum(s.get("write_s", 0.0) for s in done)
+    return {
+        "output": output,
+        "resumed": resumed,
+        "rows_total": shards[-1].stop if shards else 0,
+        "rows_ok": ok,
+        "rows_failed": failed,
+        "rows_recovered": sum(s.get("recovered", 0) for s in done),
+        "shards_total": len(shards),
+        "shards_committed": len(done),
+        "shards_pending": len(shards) - len(done),
+        "top_errors": dict(errors.most_common(10)),
+        "frames_decoded": decoded,
+        "frames_decoded_min": sum(s.get("frames_decoded_min", 0) for s in done),
+        "bytes_read": sum(s.get("bytes_read", 0) for s in done),
+        "write_s": round(write_s, 3),
+        "elapsed_s": round(elapsed_s, 3),
+        "write_errors": write_errors or [],
+    }
+
+
+def format_summary(summary: dict[str, Any], *, throughput: float | None = None) -> str:
+    lines = [
+        f"output: {summary['output']}",
+        f"rows: {summary['rows_total']} total, {summary['rows_ok']} ok, {summary['rows_failed']} failed"
+        + (f", {summary['rows_recovered']} recovered by retry" if summary.get("rows_recovered") else ""),
+        f"shards: {summary['shards_committed']}/{summary['shards_total']} committed"
+        + (f", {summary['shards_pending']} pending (re-run to finish)" if summary["shards_pending"] else ""),
+    ]
+    if throughput is not None:
+        lines.append(f"throughput: {throughput:.2f} videos/s over {summary['elapsed_s']:.1f} s")
+    if summary["top_errors"]:
+        lines.append("most common errors:")
+        lines += [f"  {count:>6}  {error}" for error, count in summary["top_errors"].items()]
+    for error in summary.get("write_errors", [])[:5]:
+        lines.append(f"storage error: {error}")
+    return "\n".join(lines)
