@@ -20,6 +20,7 @@ import numpy as np
 from videoproc.errors import VideoError
 from videoproc.options import SeekMode
 from videoproc.probe import VideoProbe
+from videoproc.probe_index import check_timestamp
 from videoproc.sample import nearest_keyframes
 
 Frame = Any  # av.VideoFrame; kept loose so the converter can be any callable
@@ -95,7 +96,7 @@ class FrameDecoder:
             self._seek_to(target, keyframe)
         for index, frame in self._forward():
             if index > target:
-                self._pending = (index, frame)
+                self._unread(index, frame)
                 break
             self._last_good = (index, frame)
             if index == target:
@@ -122,6 +123,13 @@ class FrameDecoder:
         self._frames = self._decode_packets()
         self._pending = None
         self._position = -1
+
+    def _unread(self, index: int, frame: Frame) -> None:
+        # The frame past a target is kept for the next target; only what comes before it has been
+        # consumed, so a next target equal to it (after a frame that failed to decode) is served
+        # from here instead of triggering a seek back to the keyframe.
+        self._pending = (index, frame)
+        self._position = index - 1
 
     def _peek(self) -> tuple[int, Frame] | None:
         item = self._next_frame()
@@ -195,7 +203,9 @@ class FrameDecoder:
         ts = frame.pts if frame.pts is not None else frame.dts
         if ts is None:
             return self._position + 1
-        return max(bisect.bisect_right(self.probe.pts, ts) - 1, 0)
+        index = max(bisect.bisect_right(self.probe.pts, ts) - 1, 0)
+        check_timestamp(self.probe, index, ts)
+        return index
 
     def _to_array(self, frame: Frame) -> np.ndarray:
         if self._convert is None:

@@ -11,6 +11,7 @@ import statistics
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
+from typing import Literal
 
 import av
 
@@ -23,6 +24,7 @@ class VideoProbe:
 
     pts: presentation timestamps (stream time base) sorted, one per frame; frame k is pts[k].
     keyframes: presentation indices of the frames a decoder can start from.
+    source: "scan" (every packet read) or "index" (container tables, checked while decoding).
     duration: seconds from the first frame's start to the last frame's end.
     width, height: coded size in pixels (before any display rotation).
     """
@@ -37,6 +39,7 @@ class VideoProbe:
     keyframes: tuple[int, ...]
     duration: float
     container_format: str
+    source: Literal["scan", "index"] = "scan"
 
     @property
     def num_frames(self) -> int:
@@ -66,9 +69,14 @@ def probe(container: av.container.InputContainer) -> VideoProbe:
     entries = _scan_packets(container, stream)
     if not entries:
         raise VideoError("the video stream has no frames (zero packets with a timestamp)")
-    entries.sort()
-    pts = tuple(e[0] for e in entries)
-    keyframes = tuple(i for i, e in enumerate(entries) if e[1])
+    return timeline_probe(container, stream, entries, source="scan")
+
+
+def timeline_probe(
+    container, stream, entries: list[tuple[int, bool, int]], *, source: Literal["scan", "index"]
+) -> VideoProbe:
+    """A probe from (pts, is_keyframe, duration) per frame, in any order."""
+    entries = sorted(_drop_duplicate_pts(entries))
     return VideoProbe(
         stream_index=stream.index,
         codec=stream.codec_context.name,
@@ -76,10 +84,11 @@ def probe(container: av.container.InputContainer) -> VideoProbe:
         width=stream.codec_context.width,
         height=stream.codec_context.height,
         time_base=Fraction(stream.time_base),
-        pts=pts,
-        keyframes=keyframes or (0,),
+        pts=tuple(e[0] for e in entries),
+        keyframes=tuple(i for i, e in enumerate(entries) if e[1]) or (0,),
         duration=_duration(entries, Fraction(stream.time_base)),
         container_format=container.format.name,
+        source=source,
     )
 
 
@@ -99,7 +108,7 @@ def _scan_packets(container, stream) -> list[tuple[int, bool, int]]:
             raise
     if entries:
         container.seek(0, stream=stream, backward=True)
-    return _drop_duplicate_pts(entries)
+    return entries
 
 
 def _drop_duplicate_pts(entries: list[tuple[int, bool, int]]) -> list[tuple[int, bool, int]]:

@@ -6,6 +6,7 @@ for a person; nothing a video contains can stop the run.
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,7 +16,9 @@ import av
 from videoproc.decode import FrameDecoder
 from videoproc.errors import VideoError
 from videoproc.options import SourceOptions, VideoOptions
+from videoproc.mp4index import is_iso_bmff, video_composition_offsets
 from videoproc.probe import VideoProbe, probe
+from videoproc.probe_index import TimelineMismatch, probe_from_index
 from videoproc.resize import FrameConverter, displayed_size, plan_resize
 from videoproc.sample import keyframe_bound, select_indices
 from videoproc.source import open_uri
@@ -82,25 +85,18 @@ def check_id(video_id: str) -> None:
 
 
 def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> VideoResult:
+    offsets = _mp4_offsets(reader)
     with _open_container(reader) as container:
-        info = probe(container)
-        targets = select_indices(
-            info.timestamps,
-            duration=info.duration,
-            num_frames=video.num_frames,
-            fps=video.fps,
-            max_frames=video.max_frames,
-        )
-        _check_alloc(info, len(targets), video)
-        decoder = FrameDecoder(
-            container,
-            info,
-            strict=video.strict,
-            autorotate=video.autorotate,
-            threads=threads,
-            make_converter=lambda rotation: _converter(info, rotation, video, threads),
-        )
-        decoded = decoder.decode(targets, seek_mode=video.seek_mode)
+        info = (probe_from_index(container, offsets) if offsets is not None else None) or probe(container)
+        targets = _targets(info, video)
+        try:
+            decoded = _decode(container, info, targets, video=video, threads=threads)
+        except TimelineMismatch:
+            # The container's tables disagree with its packets; take the slow, certain path.
+            container.seek(0)
+            info = probe(container)
+            targets = _targets(info, video)
+            decoded = _decode(container, info, targets, video=video, threads=threads)
     stats = decoded.stats
     return VideoResult(
         row=task.row,
@@ -117,6 +113,40 @@ def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> V
         frames_decoded_min=keyframe_bound(targets, info.keyframes),
         bytes_read=reader.bytes_read,
     )
+
+
+def _targets(info: VideoProbe, video: VideoOptions) -> list[int]:
+    targets = select_indices(
+        info.timestamps,
+        duration=info.duration,
+        num_frames=video.num_frames,
+        fps=video.fps,
+        max_frames=video.max_frames,
+    )
+    _check_alloc(info, len(targets), video)
+    return targets
+
+
+def _decode(container, info: VideoProbe, targets: list[int], *, video: VideoOptions, threads: int):
+    decoder = FrameDecoder(
+        container,
+        info,
+        strict=video.strict,
+        autorotate=video.autorotate,
+        threads=threads,
+        make_converter=lambda rotation: _converter(info, rotation, video, threads),
+    )
+    return decoder.decode(targets, seek_mode=video.seek_mode)
+
+
+def _mp4_offsets(reader) -> list[int] | None:
+    """Composition offsets from an MP4's tables, read before the demuxer owns the file position."""
+    try:
+        offsets = video_composition_offsets(reader) if is_iso_bmff(reader.read(12)) else None
+    except (OSError, ValueError, struct.error):
+        offsets = None
+    reader.seek(0)
+    return offsets
 
 
 def _open_container(reader):

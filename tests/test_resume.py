@@ -1,0 +1,166 @@
+"""Exactly-once output: resume after kill -9, refusal of incompatible resumes, --overwrite,
+--retry-failed, and `videoproc status`."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REAL_DIR, ROOT
+from videoproc.errors import ResumeError
+from videoproc.job import run_preprocess
+from videoproc.options import PreprocessOptions, RunOptions, VideoOptions
+from videoproc.status import format_status, read_status
+
+CLIPS = ["carphone_pristine.mp4", "h265_video.mp4", "video_90.mov", "h264_10bits.mp4", "av1_video.mkv"]
+
+
+def write_manifest(path, uris, **extra) -> str:
+    columns = {"id": [f"v{i:03d}" for i in range(len(uris))], "uri": uris, **extra}
+    pq.write_table(pa.table(columns), path)
+    return str(path)
+
+
+def clip_uris(count: int) -> list[str]:
+    return [os.path.join(REAL_DIR, CLIPS[i % len(CLIPS)]) for i in range(count)]
+
+
+def options(manifest, output, **run) -> PreprocessOptions:
+    run.setdefault("workers", 2)
+    run.setdefault("shard_size", 4)
+    run.setdefault("progress", "off")
+    return PreprocessOptions(
+        manifest=manifest, output=str(output), video=VideoOptions(num_frames=4, size=(32, 32)),
+        run=RunOptions(**run),
+    )
+
+
+def read_rows(output) -> pa.Table:
+    return pq.read_table(os.path.join(output, "data")).sort_by("id")
+
+
+def cli(*args, env=None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.preprocess", *args], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kwargs,
+    )
+
+
+def shard_writing(output) -> bool:
+    """True while some shard is half-written (its hidden temporary file exists)."""
+    data = os.path.join(output, "data")
+    return os.path.isdir(data) and any(n.startswith(".") for n in os.listdir(data))
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_resume_gives_exactly_once(tmp_path):
+    manifest = write_manifest(tmp_path / "m.parquet", clip_uris(64))
+    reference, output = tmp_path / "reference", tmp_path / "killed"
+    assert run_preprocess(options(manifest, reference)).exit_code == 0
+    args = [manifest, "--output", str(output), "--num-frames", "4", "--size", "32x32",
+            "--shard-size", "4", "--workers", "2", "--progress", "off"]
+    # Each shard write pauses before it is published, so kills land inside shard writes too.
+    env = os.environ | {"VIDEOPROC_TEST_WRITE_DELAY": "0.3"}
+    rng = random.Random(7)
+    kills = kills_during_write = 0
+    while kills < 12:
+        proc = cli(*args, env=env)
+        deadline = time.monotonic() + rng.uniform(0.8, 3.0)
+        want_write = kills % 2 == 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if want_write and shard_writing(output):
+                break
+            time.sleep(0.01)
+        if proc.poll() is not None:
+            break  # the run finished before this kill; the rest is checked below
+        kills_during_write += shard_writing(output)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    assert kills >= 10 and kills_during_write >= 3, (kills, kills_during_write)
+    final = cli(*args)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()
+    assert sorted(os.listdir(output / "data")) == [f"part-{i:05d}.parquet" for i in range(16)]
+    resumed, expected = read_rows(output), read_rows(reference)
+    assert resumed.num_rows == 64 and len(set(resumed.column("id").to_pylist())) == 64
+    assert resumed.column("frames").equals(expected.column("frames"))
+    assert resumed.column("frame_indices").equals(expected.column("frame_indices"))
+
+
+def test_resume_skips_committed_shards(tmp_path):
+    manifest = write_manifest(tmp_path / "m.parquet", clip_uris(8))
+    out = tmp_path / "out"
+    run_preprocess(options(manifest, out))
+    os.remove(out / "_videoproc" / "shards" / "part-00001.json")  # as if killed before this marker
+    before = os.stat(out / "data" / "part-00000.parquet").st_mtime_ns
+    report = run_preprocess(options(manifest, out, workers=1))  # workers may change on resume
+    assert report.summary["resumed"] and report.summary["shards_committed"] == 2
+    assert os.stat(out / "data" / "part-00000.parquet").st_mtime_ns == before
+    assert read_rows(out).num_rows == 8
+
+
+def test_changed_manifest_is_refused_with_the_fix(tmp_path):
+    out = tmp_path / "out"
+    run_preprocess(options(write_manifest(tmp_path / "a.parquet", clip_uris(4)), out))
+    changed = write_manifest(tmp_path / "b.parquet", clip_uris(5))
+    with pytest.raises(ResumeError, match=r"manifest rows was 4, now 5.*--overwrite"):
+        run_preprocess(options(changed, out))
+
+
+def test_changed_result_options_are_refused(tmp_path):
+    manifest = write_manifest(tmp_path / "m.parquet", clip_uris(4))
+    out = tmp_path / "out"
+    run_preprocess(options(manifest, out))
+    other = PreprocessOptions(manifest=manifest, output=str(out), video=VideoOptions(num_frames=8, size=(32, 32)),
+                              run=RunOptions(workers=2, shard_size=4, progress="off"))
+    with pytest.raises(ResumeError, match=r"option video\.num_frames was 4, now 8.*--overwrite"):
+        run_preprocess(other)
+    with pytest.raises(ResumeError, match=r"option shard_size was 4, now 2"):
+        run_preprocess(options(manifest, out, shard_size=2))
+
+
+def test_overwrite_starts_over(tmp_path):
+    out = tmp_path / "out"
+    run_preprocess(options(write_manifest(tmp_path / "a.parquet", clip_uris(4)), out))
+    changed = write_manifest(tmp_path / "b.parquet", clip_uris(6))
+    report = run_preprocess(options(changed, out, overwrite=True))
+    assert not report.summary["resumed"] and read_rows(out).num_rows == 6
+
+
+def test_retry_failed_recovers_rows_in_place(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    uris = clip_uris(6)
+    missing = str(media / "late.mp4")
+    uris[3] = missing
+    manifest = write_manifest(tmp_path / "m.parquet", uris, caption=[f"c{i}" for i in range(6)])
+    out = tmp_path / "out"
+    first = run_preprocess(options(manifest, out))
+    assert first.exit_code == 3 and first.summary["rows_failed"] == 1
+    shutil.copy(os.path.join(REAL_DIR, "carphone_pristine.mp4"), missing)  # the cause is fixed
+    second = run_preprocess(options(manifest, out, retry_failed=True))
+    assert second.exit_code == 0 and second.summary["rows_recovered"] == 1
+    rows = pq.read_table(out / "data").to_pylist()
+    assert [r["id"] for r in rows] == [f"v{i:03d}" for i in range(6)]
+    assert all(r["status"] == "ok" for r in rows) and rows[3]["caption"] == "c3"
+
+
+def test_status_reports_progress_and_options(tmp_path):
+    manifest = write_manifest(tmp_path / "m.parquet", clip_uris(3) + [str(tmp_path / "nope.mp4")])
+    out = tmp_path / "out"
+    run_preprocess(options(manifest, out))
+    info = read_status(str(out))
+    assert info["summary"]["rows_ok"] == 3 and info["summary"]["rows_failed"] == 1
+    text = format_status(info)
+    assert "1/1 committed" in text and "file not found" in text and "num_frames=4" in text
+    assert not read_status(str(tmp_path / "empty"))["exists"]
