@@ -59,3 +59,6 @@ def _output_size(path: str, vf: str | None) -> tuple[int, int]:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+from tests.servers.fixtures import ceph_s3, moto_s3  # noqa: E402,F401  (session fixtures)
