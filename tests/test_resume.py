@@ -72,15 +72,17 @@ def test_kill_9_at_random_moments_then_resume_gives_exactly_once(tmp_path):
     env = os.environ | {"VIDEOPROC_TEST_WRITE_DELAY": "0.3"}
     rng = random.Random(7)
     kills = kills_during_write = 0
-    while kills < 12:
+    while kills < 12 or kills_during_write < 3:
         proc = cli(*args, env=env)
-        deadline = time.monotonic() + rng.uniform(0.8, 3.0)
-        want_write = kills % 2 == 0
+        if kills % 2 == 0:  # wait for a shard write in progress, however slow the machine is
+            deadline, wait_for_write = time.monotonic() + 60, True
+        else:
+            deadline, wait_for_write = time.monotonic() + rng.uniform(0.5, 3.0), False
         while time.monotonic() < deadline and proc.poll() is None:
-            if want_write and shard_writing(output):
+            if wait_for_write and shard_writing(output):
                 break
-            time.sleep(0.01)
-        if proc.poll() is not None:
+            time.sleep(0.005)
+        if proc.poll() is not None or kills >= 40:
             break  # the run finished before this kill; the rest is checked below
         kills_during_write += shard_writing(output)
         os.killpg(proc.pid, signal.SIGKILL)

@@ -18,7 +18,8 @@ from videoproc.options import (
 )
 
 _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
-_SOURCE = {"storage_options", "allow_private_network", "allowed_domains", "local_root", "max_download_bytes"}
+_SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries", "max_redirects", "cache_entries"}
+_SOURCE = _SOURCE_PLAIN | {"storage_options", "allowed_domains", "max_download_bytes", "max_data_uri_bytes"}
 _RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed"}
 _TOP = {"output", "uri_column", "id_column"}
 KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
@@ -68,14 +69,15 @@ def _video(values: dict[str, Any]) -> VideoOptions:
 
 
 def _source(values: dict[str, Any]) -> SourceOptions:
-    kwargs = {k: values[k] for k in ("allow_private_network", "local_root") if k in values}
+    kwargs = {k: values[k] for k in _SOURCE_PLAIN if k in values}
     if "storage_options" in values:
         kwargs["storage_options"] = _json_object(values["storage_options"])
     if "allowed_domains" in values:
         domains = values["allowed_domains"]
         kwargs["allowed_domains"] = tuple(d.strip().lower() for d in (domains.split(",") if isinstance(domains, str) else domains) if d.strip())
-    if "max_download_bytes" in values:
-        kwargs["max_download_bytes"] = parse_bytes(values["max_download_bytes"])
+    for name in ("max_download_bytes", "max_data_uri_bytes"):
+        if name in values:
+            kwargs[name] = parse_bytes(values[name])
     return SourceOptions(**kwargs)
 
 

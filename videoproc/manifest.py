@@ -94,7 +94,7 @@ def _read_tables(files: tuple[str, ...], url: str, storage_options: dict) -> pa.
             ) from exc
     try:
         return pa.concat_tables(tables, promote_options="default")
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ManifestError(f"manifest files under {url} have incompatible columns: {exc}") from exc
 
 

@@ -82,6 +82,10 @@ class SourceOptions:
         _check_positive_int("max_data_uri_bytes", self.max_data_uri_bytes, hint="e.g. 64MiB")
         for name in ("connect_timeout", "read_timeout"):
             _check_positive_float(name, getattr(self, name), hint="seconds, e.g. 30")
+        for name in ("http_retries", "max_redirects", "cache_entries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise OptionsError(f"{name} must be an integer, 0 or more (got {value!r})")
         if self.local_root is not None:
             object.__setattr__(self, "local_root", os.path.realpath(self.local_root))
 

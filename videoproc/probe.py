@@ -63,8 +63,21 @@ def first_video_stream(container: av.container.InputContainer) -> av.video.strea
     return container.streams.video[0]
 
 
+def check_not_still_image(container: av.container.InputContainer) -> None:
+    """FFmpeg opens a PNG or JPEG as a one-frame video; a manifest row pointing at one is a mistake
+    to report, not a clip to repeat 16 times. Animated formats (GIF, APNG, WebP) have their own
+    demuxers and stay videos."""
+    name = container.format.name
+    if name == "image2" or name.endswith("_pipe"):
+        raise VideoError(
+            f"this is a still image ({name.removesuffix('_pipe')}), not a video; point the manifest "
+            "row at a video file"
+        )
+
+
 def probe(container: av.container.InputContainer) -> VideoProbe:
     """Scan the packets of the first video stream (no decoding) and build its timeline."""
+    check_not_still_image(container)
     stream = first_video_stream(container)
     entries = _scan_packets(container, stream)
     if not entries:

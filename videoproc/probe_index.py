@@ -15,12 +15,14 @@ class TimelineMismatch(Exception):
     """A decoded frame's timestamp is not in the index-built timeline."""
 
 
-def probe_from_index(container, offsets: list[int]) -> VideoProbe | None:
+def probe_from_index(container, offsets: list[int], *, file_size: int | None) -> VideoProbe | None:
     """Timeline of the first video stream from its index and composition offsets, or None."""
     stream = first_video_stream(container)
     entries = list(stream.index_entries)
     if not entries or (offsets and len(offsets) != len(entries)):
         return None
+    if file_size is not None and any(e.pos + e.size > file_size for e in entries if e.pos >= 0):
+        return None  # a cut-off file whose index lists samples past its end: count what is there
     # FFmpeg shifts decode timestamps so that negative composition offsets never put a
     # presentation timestamp before its decode timestamp.
     shift = max(0, -min(offsets)) if offsets else 0

@@ -66,6 +66,8 @@ def process_video(task: VideoTask, *, video: VideoOptions, source: SourceOptions
         result = failed(task, str(exc))
     except av.error.FFmpegError as exc:
         result = failed(task, f"not a readable video: {_ffmpeg_reason(exc)}")
+    except OSError as exc:  # a storage read failing mid-decode, after the source opened fine
+        result = failed(task, f"read error: {exc}")
     except MemoryError:
         result = failed(task, "out of memory while decoding; lower --size/--num-frames or --max-alloc")
     return _with_seconds(result, time.monotonic() - started)
@@ -87,7 +89,8 @@ def check_id(video_id: str) -> None:
 def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> VideoResult:
     offsets = _mp4_offsets(reader)
     with _open_container(reader) as container:
-        info = (probe_from_index(container, offsets) if offsets is not None else None) or probe(container)
+        index_probe = probe_from_index(container, offsets, file_size=reader.size()) if offsets is not None else None
+        info = index_probe or probe(container)
         targets = _targets(info, video)
         try:
             decoded = _decode(container, info, targets, video=video, threads=threads)

@@ -9,6 +9,7 @@ differs by up to hundreds of levels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -82,34 +83,65 @@ def displayed_size(width: int, height: int, rotation: int) -> tuple[int, int]:
     return (height, width) if rotation % 180 == 90 else (width, height)
 
 
+# Filters that turn a picture clockwise by the key, in degrees.
+_TURNS: dict[int, list[tuple[str, str]]] = {
+    0: [],
+    90: [("transpose", "clock")],
+    180: [("hflip", ""), ("vflip", "")],
+    270: [("transpose", "cclock")],
+}
+
+
 class FrameConverter:
     """Turns decoded frames into uint8 RGB arrays of the planned output size.
 
     `rotation` is the clockwise turn (0, 90, 180, 270) that displays the picture upright. It is
-    applied after scaling: rotating is a pure permutation of pixels, so scaling the coded picture to
-    the rotated target size first gives the same result for a fraction of the work.
+    applied before scaling, as the FFmpeg CLI does: with subsampled chroma, scaling then turning
+    gives a different picture (22 dB from the CLI's on a saturated test pattern).
+
+    Scaling runs through FFmpeg's own `scale` filter rather than a bare swscale call: the filter
+    passes each frame's chroma siting to swscale, as the FFmpeg CLI does, where a bare call assumes
+    left-sited chroma. On saturated colour edges that difference alone costs 5-15 dB against the
+    CLI's `scale=W:H:flags=bilinear`; through the filter the two are bit-identical, at the same cost.
     """
 
     def __init__(self, plan: ResizePlan, *, rotation: int, threads: int = 1) -> None:
-        from av.video.reformatter import VideoReformatter
-
         self.plan = plan
-        self.rotation = rotation % 360
+        self.rotation = round(rotation / 90) % 4 * 90  # display matrices in the wild are quarter turns
         self.threads = threads
-        # One reusable reformatter with one thread: 1.5 ms per 720p->224² frame against 5.4 ms
-        # for a fresh, automatically threaded one per frame.
-        self._reformatter = VideoReformatter()
-        self._coded_size = displayed_size(plan.scale_width, plan.scale_height, self.rotation)
+        self._graph = None
+        self._input_key: tuple | None = None
 
     def __call__(self, frame) -> np.ndarray:
-        width, height = self._coded_size
-        rgb = self._reformatter.reformat(
-            frame, width=width, height=height, format="rgb24", interpolation="BILINEAR",
-            threads=self.threads,
-        ).to_ndarray()
-        if self.rotation:
-            rgb = np.rot90(rgb, k=-self.rotation // 90)
-        return self._place(rgb)
+        return self._place(self._scale(frame))
+
+    def _scale(self, frame) -> np.ndarray:
+        key = (frame.width, frame.height, frame.format.name)
+        if key != self._input_key:
+            # Built per input geometry: a stream that changes size mid-way gets a new graph.
+            self._graph = self._build_graph(frame)
+            self._input_key = key
+        self._graph.vpush(frame)
+        return self._graph.vpull().to_ndarray()
+
+    def _build_graph(self, frame):
+        import av
+
+        graph = av.filter.Graph()
+        # 0 lets FFmpeg pick; a worker pool that fills the cores asks for 1 thread per decoder.
+        graph.threads = self.threads
+        source = graph.add_buffer(
+            width=frame.width, height=frame.height, format=frame.format,
+            time_base=frame.time_base or Fraction(1, 1000),  # only the filter setup reads it
+        )
+        chain = [graph.add(name, args) for name, args in _TURNS[self.rotation]]
+        chain.append(graph.add("scale", f"{self.plan.scale_width}:{self.plan.scale_height}:flags=bilinear"))
+        chain.append(graph.add("format", "rgb24"))
+        chain.append(graph.add("buffersink"))
+        for upstream, downstream in zip([source, *chain], chain):
+            upstream.link_to(downstream)
+        graph.configure()
+        return graph
 
     def _place(self, rgb: np.ndarray) -> np.ndarray:
         plan = self.plan

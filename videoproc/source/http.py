@@ -1,12 +1,435 @@
-"""http(s):// sources. Until the hardened client lands, a plain fsspec range reader."""
+"""http(s):// sources, fetched with range requests and hardened for URLs from untrusted manifests.
+
+The video is a seekable file over `Range: bytes=a-b` requests (see cache.BlockReader), so
+sampling a few frames of a large MP4 fetches the index and a few keyframe intervals, not the
+whole object. A server that ignores Range gets its whole body streamed into a bounded spool.
+
+Every request: the host is resolved and checked (safety.check_url) before any connection, on
+every redirect hop too, and the connection goes to the checked address; a connect timeout and a
+per-read timeout; a cap on the object's size (by Content-Length/Content-Range up front) and on
+bytes actually received; bounded retries with exponential backoff on connection errors, 5xx and
+429 (honouring Retry-After up to MAX_RETRY_AFTER_S), never on other 4xx.
+"""
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import functools
+import http.client
+import random
+import re
+import socket
+import ssl
+import tempfile
+import time
+from collections.abc import Callable, Collection
+from typing import TypeVar
+from urllib.parse import quote, urljoin, urlsplit
 
+from videoproc.errors import SourceError
 from videoproc.options import SourceOptions
-from videoproc.source.remote import open_remote
+from videoproc.source.cache import BLOCK_SIZE, BlockReader, BlockStore, cache_key, open_cached
+from videoproc.source.safety import Target, check_url, redact, split_url
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+MAX_RETRY_AFTER_S = 60.0
+# Bodies of servers without Range support stay in memory up to this, then go to a temp file.
+SPOOL_MEMORY_BYTES = 16 * 2**20
+# Error and redirect bodies up to this are read so the connection can be reused; larger: closed.
+DISCARD_LIMIT = 64 * 2**10
+READ_CHUNK = 64 * 2**10
+USER_AGENT = "videoproc"
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)", re.IGNORECASE)
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+T = TypeVar("T")
 
 
-def open_http(uri: str, *, options: SourceOptions) -> BinaryIO:
-    return open_remote(uri, options=options)
+def open_http(uri: str, *, options: SourceOptions) -> BlockReader:
+    return open_http_url(uri, options=options)
+
+
+def open_http_url(
+    uri: str,
+    *,
+    options: SourceOptions,
+    trusted_private: Collection[tuple[str, int]] = (),
+) -> BlockReader:
+    """A seekable reader of `uri`; raises SourceError when it is refused or cannot be fetched.
+
+    trusted_private: (ip, port) pairs exempt from the private-network refusal, for tests only.
+    """
+    key = cache_key(uri, options, trusted_private=frozenset(trusted_private))
+    client = HttpClient(uri, options=options, trusted_private=trusted_private)
+    try:
+        reader = open_cached(
+            key, entries=options.cache_entries, make_store=client.first_store, fetch=client.fetch, on_close=client.close
+        )
+        client.expect(reader.store)
+    except BaseException:
+        client.close()
+        raise
+    return reader
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (1-based): the server's Retry-After when it
+    gave one, else BACKOFF_BASE_S doubling per attempt, with jitter so that many workers that
+    failed together do not retry together."""
+    if retry_after is not None:
+        return retry_after
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), None when absent or unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+_sleep = time.sleep  # tests replace this to record the backoff instead of waiting
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt: a 5xx or 429 answer (other causes are OSError and
+    http.client.HTTPException, retried as they are)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _ConnectFailed(OSError):
+    """Raised from the dialler so a connect failure reads differently from a read failure."""
+
+
+class HttpClient:
+    """The requests behind one open http(s) object: one pinned connection at a time, the URL
+    reached after redirects, bytes received so far, and the spool when Range is ignored."""
+
+    def __init__(self, url: str, *, options: SourceOptions, trusted_private: Collection[tuple[str, int]] = ()) -> None:
+        split_url(url)  # refuse non-http(s) and host-less URLs before anything else
+        self.url = url
+        self.options = options
+        self.trusted_private = trusted_private
+        self.size: int | None = None
+        self.version: str | None = None  # strong ETag of the first ranged answer, sent as If-Range
+        self.received = 0
+        self._conn: http.client.HTTPConnection | None = None
+        self._origin: tuple[str, str, int] | None = None
+        self._targets: dict[tuple[str, str, int], Target] = {}  # resolved and checked once per open
+        self._spool: tempfile.SpooledTemporaryFile | None = None
+
+    def first_store(self, budget: int) -> BlockStore:
+        """Fetch the first block, which tells the object's size, into a new store."""
+        data = self.fetch(0, BLOCK_SIZE)
+        store = BlockStore(size=self.size or 0, budget=budget, version=self.version)
+        store.put_range(0, data)
+        return store
+
+    def expect(self, store: BlockStore) -> None:
+        """Adopt a cached object's size and version, still subject to this run's size cap."""
+        self.size, self.version = store.size, store.version
+        self._check_size(store.size, how="cached size")
+
+    def fetch(self, start: int, end: int) -> bytes:
+        """The bytes [start, end) of the object (end is clipped to its size)."""
+        if self._spool is not None:
+            return self._from_spool(start, end)
+        return self._retrying(lambda: self._get_range(start, end))
+
+    def close(self) -> None:
+        self._drop_connection()
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    # -- one attempt -------------------------------------------------------------------------
+
+    def _get_range(self, start: int, end: int) -> bytes:
+        response = self._send(start, end)
+        if response.status == 206:
+            return self._read_range(response, start, end)
+        if self.version is not None:
+            self._discard(response)
+            raise SourceError(
+                f"{redact(self.url)} changed while it was being read (the server sent the whole new "
+                "object instead of the requested range); retry the row"
+            )
+        self._spool_body(response)
+        return self._from_spool(start, end)
+
+    def _send(self, start: int, end: int) -> http.client.HTTPResponse:
+        """GET the range, following redirects (each hop re-checked) up to --max-redirects."""
+        url = self.url
+        for _ in range(self.options.max_redirects + 1):
+            response = self._request(url, start, end)
+            if response.status not in _REDIRECTS:
+                self.url = url
+                return self._checked(response, url)
+            url = self._next_hop(response, url)
+        raise SourceError(
+            f"more than {self.options.max_redirects} redirects starting at {redact(self.url)} (last "
+            f"to {redact(url)}); the limit is max_redirects={self.options.max_redirects}: fix the "
+            "URL or raise the limit"
+        )
+
+    def _request(self, url: str, start: int, end: int) -> http.client.HTTPResponse:
+        conn = self._connection(url)
+        headers = {
+            "Range": f"bytes={start}-{end - 1}",
+            "Accept-Encoding": "identity",  # ranges must address the stored bytes, not a gzip of them
+            "User-Agent": USER_AGENT,
+        }
+        if self.version is not None:
+            headers["If-Range"] = self.version
+        conn.request("GET", _request_target(url), headers=headers)
+        return conn.getresponse()
+
+    def _next_hop(self, response: http.client.HTTPResponse, url: str) -> str:
+        location = response.getheader("Location")
+        self._discard(response)
+        if not location:
+            raise SourceError(f"HTTP {response.status} for {redact(url)} has no Location header; the server is misconfigured")
+        target = urljoin(url, location.strip())
+        split_url(target)  # a redirect to file://, ftp:// or a host-less URL is refused here
+        return target
+
+    def _checked(self, response: http.client.HTTPResponse, url: str) -> http.client.HTTPResponse:
+        status = response.status
+        if status in (200, 206):
+            return response
+        retry_after = parse_retry_after(response.getheader("Retry-After"))
+        self._discard(response)
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status} for {redact(url)}", retry_after)
+        if status == 416:
+            raise SourceError(f"HTTP 416 for {redact(url)}: the server has no bytes to send, the object is empty; check the URL")
+        raise SourceError(
+            f"HTTP {status} for {redact(url)}; client errors (4xx other than 429) are not retried: "
+            "check the URL and its access rights"
+        )
+
+    # -- bodies ------------------------------------------------------------------------------
+
+    def _read_range(self, response: http.client.HTTPResponse, start: int, end: int) -> bytes:
+        first, last, total = _content_range(response, self.url)
+        self._learn(total, response, how="Content-Range")
+        end = min(end, total)
+        if (first, last + 1) != (start, end):
+            self._discard(response)
+            raise SourceError(
+                f"{redact(self.url)} answered bytes {first}-{last} to a request for bytes {start}-{end - 1}; "
+                "the server's range support is broken"
+            )
+        self._count(end - start)
+        data = _read_exact(response, end - start)
+        if not response.isclosed():  # more body than the range: the connection is out of step
+            self._drop_connection()
+        return data
+
+    def _spool_body(self, response: http.client.HTTPResponse) -> None:
+        """Range was ignored: stream the whole body, counting it against the cap as it comes."""
+        if response.length is not None:
+            self._check_size(response.length, how="Content-Length")
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
+        try:
+            _copy_counted(response, spool, self._count)
+        except BaseException:
+            spool.close()
+            raise
+        size = spool.tell()
+        if self.size is not None and size != self.size:
+            spool.close()
+            raise SourceError(f"{redact(self.url)} changed while it was being read (was {self.size} bytes, now {size}); retry the row")
+        self.size, self._spool = size, spool
+
+    def _from_spool(self, start: int, end: int) -> bytes:
+        assert self._spool is not None
+        self._spool.seek(start)
+        return self._spool.read(max(0, min(end, self.size or 0) - start))
+
+    def _learn(self, total: int, response: http.client.HTTPResponse, *, how: str) -> None:
+        self._check_size(total, how=how)
+        if self.size is None:
+            self.size = total
+            etag = response.getheader("ETag")
+            self.version = etag if etag and not etag.startswith("W/") else None
+        elif total != self.size:
+            raise SourceError(f"{redact(self.url)} changed while it was being read (was {self.size} bytes, now {total}); retry the row")
+
+    def _check_size(self, size: int, *, how: str) -> None:
+        cap = self.options.max_download_bytes
+        if size > cap:
+            raise SourceError(
+                f"{redact(self.url)} is {size} bytes (by its {how}), over the max_download_bytes "
+                f"cap of {cap}; raise --max-download-bytes or leave this video out"
+            )
+
+    def _count(self, nbytes: int) -> None:
+        """Refuse before receiving more than the cap (a server may lie or send no length)."""
+        cap = self.options.max_download_bytes
+        if self.received + nbytes > cap:
+            self._drop_connection()
+            raise SourceError(
+                f"{redact(self.url)} sent more than the max_download_bytes cap of {cap} bytes "
+                f"({self.received} received, {nbytes} more coming); raise --max-download-bytes or "
+                "leave this video out"
+            )
+        self.received += nbytes
+
+    # -- connections and retries -------------------------------------------------------------
+
+    def _connection(self, url: str) -> http.client.HTTPConnection:
+        """The connection for `url`'s origin. A new origin is resolved and checked before any
+        connection to it, once per open: reconnects reuse the checked addresses."""
+        origin = split_url(url)
+        if self._conn is None or origin != self._origin:
+            self._drop_connection()
+            if origin not in self._targets:
+                self._targets[origin] = check_url(url, options=self.options, trusted_private=self.trusted_private)
+            self._conn, self._origin = _connect(self._targets[origin], self.options), origin
+        return self._conn
+
+    def _discard(self, response: http.client.HTTPResponse) -> None:
+        """Finish a response we do not want; read a small body to keep the connection usable."""
+        if response.length is not None and response.length <= DISCARD_LIMIT:
+            try:
+                response.read()
+                return
+            except (OSError, http.client.HTTPException):
+                pass
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn, self._origin = None, None
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except ssl.SSLCertVerificationError as exc:
+                self._drop_connection()
+                raise SourceError(f"TLS certificate of {redact(self.url)} is not valid ({exc.verify_message}); not retried") from None
+            except (_Retryable, OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                self._after_failure(exc, tries)
+
+    def _after_failure(self, exc: Exception, tries: int) -> None:
+        """Wait before the next attempt, or raise the final error when none is left."""
+        problem = _describe(exc, self.url, self.options)
+        retry_after = getattr(exc, "retry_after", None)
+        if tries > max(0, self.options.http_retries):
+            raise SourceError(
+                f"{problem}; gave up after {tries} attempt{'s' if tries > 1 else ''} (http_retries={self.options.http_retries}, "
+                "exponential backoff); the server or network is failing: retry the row later"
+            )
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+            raise SourceError(
+                f"{problem}; the server asks to retry after {retry_after:.0f} s, longer than the "
+                f"{MAX_RETRY_AFTER_S:.0f} s a worker waits: retry the row later"
+            )
+        _sleep(backoff_delay(tries, retry_after))
+
+
+def _connect(target: Target, options: SourceOptions) -> http.client.HTTPConnection:
+    """A connection whose Host header and TLS SNI/certificate check use the host name while the
+    socket goes to the already checked IP (no second DNS lookup that could answer differently)."""
+    if target.scheme == "https":
+        conn = http.client.HTTPSConnection(target.host, target.port, timeout=options.read_timeout, context=_ssl_context())
+    else:
+        conn = http.client.HTTPConnection(target.host, target.port, timeout=options.read_timeout)
+    # http.client dials through this attribute; replacing it is how the pinned IP gets used.
+    conn._create_connection = functools.partial(_dial, target, options.connect_timeout, options.read_timeout)
+    return conn
+
+
+def _dial(target: Target, connect_timeout: float, read_timeout: float, address, timeout, source_address=None) -> socket.socket:
+    """Connect to the first checked address that answers (like socket.create_connection)."""
+    failure = ""
+    for ip in target.ips:
+        try:
+            sock = socket.create_connection((ip, target.port), connect_timeout)
+        except TimeoutError:
+            failure = f"connecting to {target.host} ({ip}) port {target.port} timed out after {connect_timeout} s (connect_timeout)"
+        except OSError as exc:
+            failure = f"cannot connect to {target.host} ({ip}) port {target.port}: {exc.strerror or exc}"
+        else:
+            sock.settimeout(read_timeout)  # from here on each read may wait this long
+            return sock
+    raise _ConnectFailed(failure)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def _request_target(url: str) -> str:
+    """Path and query, percent-encoding what http.client would refuse (spaces, non-ASCII)."""
+    parts = urlsplit(url)
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    return f"{path}?{quote(parts.query, safe=_PATH_SAFE + '?')}" if parts.query else path
+
+
+def _content_range(response: http.client.HTTPResponse, url: str) -> tuple[int, int, int]:
+    header = response.getheader("Content-Range") or ""
+    match = _CONTENT_RANGE.fullmatch(header.strip())
+    if not match:
+        raise SourceError(
+            f"{redact(url)} answered a range request with Content-Range {header!r}; expected "
+            "'bytes FIRST-LAST/SIZE' (the server must state the object's size)"
+        )
+    return int(match[1]), int(match[2]), int(match[3])
+
+
+def _read_exact(response: http.client.HTTPResponse, nbytes: int) -> bytes:
+    chunks, got = [], 0
+    while got < nbytes:
+        chunk = response.read(min(READ_CHUNK, nbytes - got))
+        if not chunk:
+            raise http.client.IncompleteRead(b"".join(chunks), nbytes - got)
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _copy_counted(response: http.client.HTTPResponse, out, count: Callable[[int], None]) -> None:
+    """Copy the body to `out`, calling count(n) before keeping each chunk; a body shorter than
+    its Content-Length raises IncompleteRead (http.client's read(n) would just stop)."""
+    declared = response.length
+    while chunk := response.read(READ_CHUNK):
+        count(len(chunk))
+        out.write(chunk)
+    got = out.tell()
+    if declared is not None and got < declared:
+        raise http.client.IncompleteRead(b"", declared - got)
+
+
+def _describe(exc: Exception, url: str, options: SourceOptions) -> str:
+    """One line for a person: what went wrong with which URL."""
+    shown = redact(url)
+    if isinstance(exc, (_Retryable, _ConnectFailed)):
+        return f"{exc} while fetching {shown}" if isinstance(exc, _ConnectFailed) else str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"no data from {shown} for {options.read_timeout} s (read_timeout); the server is too slow or stalled"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"connection to {shown} closed with {exc.expected} bytes of the body still missing"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return f"{shown} closed the connection without answering"
+    if isinstance(exc, ConnectionResetError):
+        return f"connection to {shown} was reset"
+    return f"fetching {shown} failed: {type(exc).__name__}: {exc}"

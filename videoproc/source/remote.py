@@ -1,23 +1,24 @@
-"""Any other fsspec URL (s3://, gs://, az://, memory://...), read with range requests."""
+"""Any other fsspec URL (s3://, gs://, az://, memory://...), read with range requests through the
+per-worker block cache, so a manifest that repeats a URI fetches each block of it once."""
 
 from __future__ import annotations
-
-from typing import BinaryIO
 
 import fsspec
 
 from videoproc.errors import SourceError
 from videoproc.options import SourceOptions
-
-# Large enough that a demuxer's small sequential reads become few requests, small enough that a
-# seek to a far keyframe does not drag megabytes of unused data with it.
-BLOCK_SIZE = 1 * 2**20
+from videoproc.source.cache import BlockReader, BlockStore, cache_key, open_cached
 
 
-def open_remote(uri: str, *, options: SourceOptions) -> BinaryIO:
+def open_remote(uri: str, *, options: SourceOptions) -> BlockReader:
     try:
         fs, path = fsspec.core.url_to_fs(uri, **options.storage_options)
-        return fs.open(path, "rb", block_size=BLOCK_SIZE, cache_type="readahead")
+        return open_cached(
+            cache_key(uri, options),
+            entries=options.cache_entries,
+            make_store=lambda budget: BlockStore(size=fs.size(path), budget=budget),
+            fetch=lambda start, end: fs.cat_file(path, start=start, end=end),
+        )
     except FileNotFoundError:
         raise SourceError(f"object not found: {uri}") from None
     except (ValueError, ImportError) as exc:

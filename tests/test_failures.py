@@ -1,0 +1,134 @@
+"""Every kind of bad input becomes one failed row with a clear error, and the rest of the run goes on.
+
+All kinds go through ONE run of the job with two workers. The run happens in a fresh interpreter
+so the test-only fault hook (a worker that segfaults or hangs on a marked URI) is switched on for
+its worker processes and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import GENERATED_DIR, REAL_DIR
+from tests.helpers import AUDIO_ONLY, frames_of, read_output, write_manifest
+from videoproc.pool import FAULT_ENV
+from videoproc.testmedia import ffmpeg_exe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT_S = 4.0  # per video: the hang row costs this much; good rows need well under a second
+MAX_ALLOC = 2**20  # 1 MiB: a 720p source frame alone (2.7 MB) is over it, a 320x240 one is not
+
+RUN = """
+import json, sys
+from videoproc.config import build_options
+from videoproc.job import run_preprocess
+options = build_options(manifest=sys.argv[1], values=json.loads(sys.argv[2]))
+report = run_preprocess(options)
+print(json.dumps(report.summary))
+sys.exit(report.exit_code)
+"""
+
+
+def _bad_inputs(folder: str, clip_factory) -> list[tuple[str, str, str]]:
+    """(id, uri, the error expected in its row), interleaved with good rows by the caller."""
+    empty = os.path.join(folder, "empty.mp4")
+    open(empty, "wb").close()
+    text = os.path.join(folder, "notes.mp4")
+    with open(text, "w") as f:
+        f.write("this is not a video\n" * 50)
+    png = os.path.join(folder, "picture.png")
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "color=red:size=16x16", "-frames:v", "1", png],
+        check=True,
+    )
+    truncated = os.path.join(folder, "truncated.mp4")
+    with open(os.path.join(REAL_DIR, "carphone_pristine.mp4"), "rb") as src, open(truncated, "wb") as dst:
+        dst.write(src.read(64 * 1024))
+    with open(os.path.join(GENERATED_DIR, "testsrc_h264_3s.mp4"), "rb") as f:
+        payload = base64.b64encode(f.read()).decode()
+    missing = os.path.join(folder, "missing.mp4")
+    return [
+        ("missing", missing, f"file not found: {missing}"),
+        ("directory", folder, f"{folder} is a directory, not a video file"),
+        ("zero-bytes", empty, "not a readable video container"),
+        ("text", text, "not a readable video container"),
+        ("png", png, "this is a still image (png), not a video"),
+        ("truncated", truncated, "not a readable video container"),
+        ("data-wrong-type", f"data:image/png;base64,{payload}", "data URI media type 'image/png' is not a video"),
+        ("data-bad-base64", "data:video/mp4;base64,@@not base64@@", "data URI payload is not valid base64"),
+        ("audio-only", clip_factory(AUDIO_ONLY), "no video stream in the container (streams found: audio)"),
+        ("oversize", os.path.join(REAL_DIR, "big_buck_bunny_432_433.webm"), f"over --max-alloc {MAX_ALLOC}"),
+        ("bad/id", os.path.join(GENERATED_DIR, "vfr.mkv"), "id 'bad/id' is not allowed"),
+        ("crash", "fault-segfault.mp4", "worker crashed (signal 11) while decoding fault-segfault.mp4"),
+        ("hang", "fault-hang.mp4", f"timed out after {TIMEOUT_S:g}s while decoding fault-hang.mp4"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def failure_run(tmp_path_factory, clip_factory, sample_clips):
+    folder = str(tmp_path_factory.mktemp("bad-inputs"))
+    good = [
+        ("good-0", sample_clips["testsrc_h264_3s.mp4"]),
+        ("good-1", os.path.join(REAL_DIR, "carphone_pristine.mp4")),
+        ("good-2", "data:video/mp4;base64," + base64.b64encode(open(sample_clips["vfr.mkv"], "rb").read()).decode()),
+    ]
+    bad = _bad_inputs(folder, clip_factory)
+    rows = [good[0], *[(i, u) for i, u, _ in bad[:7]], good[1], *[(i, u) for i, u, _ in bad[7:]], good[2]]
+    manifest = write_manifest(
+        os.path.join(folder, "manifest.parquet"),
+        {"id": [r[0] for r in rows], "uri": [r[1] for r in rows], "n": list(range(len(rows)))},
+    )
+    output = os.path.join(folder, "out")
+    values = {
+        "output": output, "workers": 2, "timeout": TIMEOUT_S, "max_alloc": MAX_ALLOC, "num_frames": 4,
+        "size": "32x24", "shard_size": 7, "progress": "lines",
+    }
+    env = {**os.environ, FAULT_ENV: "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN, manifest, json.dumps(values)], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.stdout.strip(), proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "rows": read_output(output), "ids": [r[0] for r in rows], "bad": bad, "summary": summary,
+        "exit_code": proc.returncode,
+    }
+
+
+def test_every_manifest_row_gives_one_output_row_in_order(failure_run):
+    assert [r["id"] for r in failure_run["rows"]] == failure_run["ids"]
+    assert [r["n"] for r in failure_run["rows"]] == list(range(len(failure_run["ids"])))
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_each_failure_kind_is_a_failed_row_with_a_clear_error(failure_run, index):
+    row_id, _, expected = failure_run["bad"][index]
+    row = next(r for r in failure_run["rows"] if r["id"] == row_id)
+    assert row["status"] == "failed"
+    assert expected in row["error"], row["error"]
+    assert row["frames"] is None and row["shape"] is None
+
+
+def test_the_good_rows_are_intact(failure_run):
+    good = [r for r in failure_run["rows"] if r["id"].startswith("good-")]
+    assert [r["status"] for r in good] == ["ok", "ok", "ok"], [r["error"] for r in good]
+    for row in good:
+        assert row["error"] is None
+        assert frames_of(row).shape == (4, 24, 32, 3)
+        assert len(row["frame_indices"]) == len(row["timestamps"]) == 4
+        assert frames_of(row).any()
+
+
+def test_the_run_finishes_with_rows_failed(failure_run):
+    summary = failure_run["summary"]
+    assert failure_run["exit_code"] == 3
+    assert summary["rows_ok"] == 3 and summary["rows_failed"] == 13
+    assert summary["shards_pending"] == 0 and summary["shards_committed"] == summary["shards_total"] == 3
