@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -17,6 +18,9 @@ import pytest
 
 from tests.conftest import GENERATED_DIR, REAL_DIR
 from tests.helpers import AUDIO_ONLY, frames_of, read_output, write_manifest
+from tests.servers.http_server import HttpTestServer
+from tests.servers.s3 import free_port
+from videoproc.source.http import TRUSTED_PRIVATE_ENV
 from videoproc.pool import FAULT_ENV
 from videoproc.testmedia import ffmpeg_exe
 
@@ -33,6 +37,26 @@ report = run_preprocess(options)
 print(json.dumps(report.summary))
 sys.exit(report.exit_code)
 """
+
+
+def _corrupt(folder: str) -> str:
+    """A file that starts like an MP4 (a valid ftyp box) and is noise after it."""
+    path = os.path.join(folder, "corrupt.mp4")
+    with open(os.path.join(REAL_DIR, "carphone_pristine.mp4"), "rb") as f:
+        head = f.read(32)
+    with open(path, "wb") as f:
+        f.write(head + random.Random(3).randbytes(200_000))
+    return path
+
+
+def _remote_inputs(http: HttpTestServer, closed_port: int) -> list[tuple[str, str, str]]:
+    return [
+        ("http-404", http.url("status/404"), f"HTTP 404 for {http.url('status/404')}"),
+        ("http-refused", f"http://127.0.0.1:{closed_port}/video.mp4", "Connection refused"),
+        ("http-timeout", http.url("slow/30/clip.mp4"), "for 1.0 s (read_timeout)"),
+        ("http-private", "http://10.0.0.1/video.mp4", "10.0.0.1"),
+        ("http-metadata", "http://169.254.169.254/latest/meta-data", "169.254.169.254"),
+    ]
 
 
 def _bad_inputs(folder: str, clip_factory) -> list[tuple[str, str, str]]:
@@ -55,6 +79,7 @@ def _bad_inputs(folder: str, clip_factory) -> list[tuple[str, str, str]]:
         payload = base64.b64encode(f.read()).decode()
     missing = os.path.join(folder, "missing.mp4")
     return [
+        ("corrupt", _corrupt(folder), "not a readable video"),
         ("missing", missing, f"file not found: {missing}"),
         ("directory", folder, f"{folder} is a directory, not a video file"),
         ("zero-bytes", empty, "not a readable video container"),
@@ -72,15 +97,24 @@ def _bad_inputs(folder: str, clip_factory) -> list[tuple[str, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def failure_run(tmp_path_factory, clip_factory, sample_clips):
+def http_server():
+    with HttpTestServer({"clip.mp4": os.path.join(REAL_DIR, "carphone_pristine.mp4")}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def failure_run(tmp_path_factory, clip_factory, sample_clips, http_server):
     folder = str(tmp_path_factory.mktemp("bad-inputs"))
+    closed_port = free_port()
     good = [
         ("good-0", sample_clips["testsrc_h264_3s.mp4"]),
         ("good-1", os.path.join(REAL_DIR, "carphone_pristine.mp4")),
         ("good-2", "data:video/mp4;base64," + base64.b64encode(open(sample_clips["vfr.mkv"], "rb").read()).decode()),
     ]
-    bad = _bad_inputs(folder, clip_factory)
-    rows = [good[0], *[(i, u) for i, u, _ in bad[:7]], good[1], *[(i, u) for i, u, _ in bad[7:]], good[2]]
+    bad = _bad_inputs(folder, clip_factory) + _remote_inputs(http_server, closed_port)
+    good.append(("good-http", http_server.url("files/clip.mp4")))
+    rows = [good[0], *[(i, u) for i, u, _ in bad[:7]], good[1], *[(i, u) for i, u, _ in bad[7:14]], good[2],
+            *[(i, u) for i, u, _ in bad[14:]], good[3]]
     manifest = write_manifest(
         os.path.join(folder, "manifest.parquet"),
         {"id": [r[0] for r in rows], "uri": [r[1] for r in rows], "n": list(range(len(rows)))},
@@ -88,9 +122,12 @@ def failure_run(tmp_path_factory, clip_factory, sample_clips):
     output = os.path.join(folder, "out")
     values = {
         "output": output, "workers": 2, "timeout": TIMEOUT_S, "max_alloc": MAX_ALLOC, "num_frames": 4,
-        "size": "32x24", "shard_size": 7, "progress": "lines",
+        "size": "32x24", "shard_size": 7, "progress": "lines", "read_timeout": 1.0, "http_retries": 0,
     }
-    env = {**os.environ, FAULT_ENV: "1"}
+    # The test server and the closed port are trusted; 10.0.0.1 and 169.254.169.254 are not, and
+    # are refused before any connection is attempted.
+    trusted = f"127.0.0.1:{http_server.port},127.0.0.1:{closed_port}"
+    env = {**os.environ, FAULT_ENV: "1", TRUSTED_PRIVATE_ENV: trusted}
     proc = subprocess.run(
         [sys.executable, "-c", RUN, manifest, json.dumps(values)], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=120,
@@ -108,7 +145,11 @@ def test_every_manifest_row_gives_one_output_row_in_order(failure_run):
     assert [r["n"] for r in failure_run["rows"]] == list(range(len(failure_run["ids"])))
 
 
-@pytest.mark.parametrize("index", range(13))
+def test_the_matrix_covers_at_least_fifteen_kinds(failure_run):
+    assert len(failure_run["bad"]) >= 15
+
+
+@pytest.mark.parametrize("index", range(19))
 def test_each_failure_kind_is_a_failed_row_with_a_clear_error(failure_run, index):
     row_id, _, expected = failure_run["bad"][index]
     row = next(r for r in failure_run["rows"] if r["id"] == row_id)
@@ -119,7 +160,7 @@ def test_each_failure_kind_is_a_failed_row_with_a_clear_error(failure_run, index
 
 def test_the_good_rows_are_intact(failure_run):
     good = [r for r in failure_run["rows"] if r["id"].startswith("good-")]
-    assert [r["status"] for r in good] == ["ok", "ok", "ok"], [r["error"] for r in good]
+    assert [r["status"] for r in good] == ["ok"] * 4, [r["error"] for r in good]
     for row in good:
         assert row["error"] is None
         assert frames_of(row).shape == (4, 24, 32, 3)
@@ -130,5 +171,5 @@ def test_the_good_rows_are_intact(failure_run):
 def test_the_run_finishes_with_rows_failed(failure_run):
     summary = failure_run["summary"]
     assert failure_run["exit_code"] == 3
-    assert summary["rows_ok"] == 3 and summary["rows_failed"] == 13
-    assert summary["shards_pending"] == 0 and summary["shards_committed"] == summary["shards_total"] == 3
+    assert summary["rows_ok"] == 4 and summary["rows_failed"] == 19
+    assert summary["shards_pending"] == 0 and summary["shards_committed"] == summary["shards_total"] == 4

@@ -93,13 +93,15 @@ def status(output: str, storage_options: str | None, as_json: bool) -> None:
     sys.exit(0 if info["exists"] else EXIT_BAD_INPUT)
 
 
-def _register_optional_commands() -> None:
-    from videoproc.generate.command import generate
+def _register_commands() -> None:
+    from videoproc.inspect_command import inspect_cmd
 
+    main.add_command(inspect_cmd)
+    try:
+        from videoproc.generate.command import generate
+    except ImportError:  # the generation stage is still being written
+        return
     main.add_command(generate)
 
 
-try:
-    _register_optional_commands()
-except ImportError:  # the generation stage is still being written
-    pass
+_register_commands()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -32,6 +33,7 @@ class RunReport:
 
 def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) -> RunReport:
     """Run (or resume) a preprocess job to completion; see the README for the exit codes."""
+    _refuse_in_worker_bootstrap()
     started = time.monotonic()
     manifest = read_manifest(
         options.manifest, uri_column=options.uri_column, id_column=options.id_column,
@@ -54,6 +56,16 @@ def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) 
     )
     state.write_summary(summary)
     return RunReport(summary=summary, exit_code=_exit_code(summary))
+
+
+def _refuse_in_worker_bootstrap() -> None:
+    """Worker processes start by importing the caller's main module; a script that runs a job at
+    top level would start the job again inside each of them."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "run_preprocess was called while a worker process was starting, because the script "
+            "runs it at import time; put the call under `if __name__ == \"__main__\":`"
+        )
 
 
 def _plan_work(manifest: Manifest, shards: tuple[Shard, ...], state: RunState, *, retry_failed: bool) -> list[ShardWork]:

@@ -19,6 +19,12 @@ from typing import Any
 from videoproc.process import VideoResult, VideoTask, failed
 
 FAULT_ENV = "VIDEOPROC_TEST_FAULTS"
+START_TIMEOUT_S = 120.0
+_READY = "ready"
+_START_FAILED = (
+    "a worker process failed to start (see its output above); a script that starts a job must do "
+    'so under `if __name__ == "__main__":`'
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +47,7 @@ def _worker_main(conn: Connection, config: WorkerConfig) -> None:
     # The parent handles Ctrl-C for the whole run; a worker interrupted mid-video would only
     # produce a confusing traceback per process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn.send(_READY)
     while True:
         try:
             task = conn.recv()
@@ -109,7 +116,7 @@ class WorkerPool:
                 self._stop(worker, graceful=False)
                 worker = self._workers[index] = self._spawn()
         else:
-            raise RuntimeError("worker processes keep dying before taking work; see their output above")
+            raise RuntimeError(_START_FAILED)
         worker.task = task
         worker.deadline = time.monotonic() + self.timeout
 
@@ -156,6 +163,15 @@ class WorkerPool:
         process = self._ctx.Process(target=_worker_main, args=(child, self.config), daemon=True)
         process.start()
         child.close()
+        # Waiting for the worker's first word turns a worker that cannot start (a script without a
+        # main guard, a broken environment) into one clear error instead of a failed row per video.
+        try:
+            ready = parent.poll(START_TIMEOUT_S) and parent.recv() == _READY
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            process.kill()
+            raise RuntimeError(_START_FAILED)
         return _Worker(process=process, conn=parent)
 
     def _stop(self, worker: _Worker, *, graceful: bool) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import http.client
 import random
+import os
 import re
 import socket
 import ssl
@@ -46,8 +47,19 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 T = TypeVar("T")
 
 
+# Test-only: "IP:PORT,IP:PORT" pairs exempt from the private-network refusal, so a whole job run
+# (worker processes included) can reach a test server on 127.0.0.1 while every other private
+# address, the one under test included, is still refused.
+TRUSTED_PRIVATE_ENV = "VIDEOPROC_TEST_TRUSTED_PRIVATE"
+
+
 def open_http(uri: str, *, options: SourceOptions) -> BlockReader:
-    return open_http_url(uri, options=options)
+    return open_http_url(uri, options=options, trusted_private=_trusted_from_env())
+
+
+def _trusted_from_env() -> tuple[tuple[str, int], ...]:
+    pairs = [p.rpartition(":") for p in os.environ.get(TRUSTED_PRIVATE_ENV, "").split(",") if p]
+    return tuple((host, int(port)) for host, _, port in pairs)
 
 
 def open_http_url(
