@@ -11,8 +11,10 @@ CONFIG ?= jobs/preprocess.toml
 ARGS ?=
 
 QUEUE ?= manifests/prompts.parquet
-GEN_OUTPUT ?= out/generated
 MODEL ?= tiny-random
+# OUTPUT names the preprocess output by default; `make generate` uses its own default unless
+# OUTPUT is given on the command line.
+GEN_OUTPUT := $(if $(filter command line,$(origin OUTPUT)),$(OUTPUT),out/generated)
 
 
 .PHONY: venv sample-manifest preprocess test test-fast generate gpu-smoke bench s3-deps clean
@@ -33,6 +35,7 @@ preprocess: $(STAMP) sample-manifest
 	$(PY) -m jobs.preprocess $(MANIFEST) --output $(OUTPUT) --config $(CONFIG) $(ARGS)
 
 generate: $(STAMP)
+	test -f $(QUEUE) || $(PY) -m jobs.build_prompts
 	$(PY) -m jobs.generate $(QUEUE) --output $(GEN_OUTPUT) --model $(MODEL) $(ARGS)
 
 gpu-smoke: $(STAMP)

@@ -71,6 +71,7 @@ class SourceOptions:
     local_root: str | None = None
     max_download_bytes: int = 4 * 2**30
     max_data_uri_bytes: int = 64 * 2**20
+    data_media_types: tuple[str, ...] = ("video/*", "application/octet-stream")
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     http_retries: int = 3

@@ -11,8 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+from videoproc.errors import SourceError
 from videoproc.options import SourceOptions
 from videoproc.source.counting import CountingReader
+
+# Object stores whose endpoint and credentials come from the operator's configuration. Other
+# fsspec protocols (ftp, sftp, webhdfs...) would let a manifest row reach any host, past the
+# address checks that http(s) URLs get, so they are refused.
+OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"})
 
 
 def scheme_of(uri: str) -> str:
@@ -31,8 +37,13 @@ def open_uri(uri: str, *, options: SourceOptions) -> Iterator[CountingReader]:
         from videoproc.source.local import open_local as opener
     elif scheme in ("http", "https"):
         from videoproc.source.http import open_http as opener
-    else:
+    elif scheme in OBJECT_STORE_SCHEMES:
         from videoproc.source.remote import open_remote as opener
+    else:
+        raise SourceError(
+            f"URI scheme {scheme!r} is not supported (in {uri[:80]!r}); use a local path, file://, "
+            f"data:, http(s)://, or an object store: {', '.join(sorted(OBJECT_STORE_SCHEMES))}"
+        )
     raw = opener(uri, options=options)
     reader = CountingReader(raw)
     try:

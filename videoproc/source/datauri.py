@@ -10,8 +10,6 @@ from urllib.parse import unquote
 from videoproc.errors import SourceError
 from videoproc.options import SourceOptions
 
-_ALLOWED_EXACT = {"application/octet-stream"}
-
 
 def open_data_uri(uri: str, *, options: SourceOptions) -> io.BytesIO:
     header, sep, payload = uri[5:].partition(",")
@@ -19,7 +17,7 @@ def open_data_uri(uri: str, *, options: SourceOptions) -> io.BytesIO:
         raise SourceError("data URI has no ',' before its payload; expected data:video/mp4;base64,...")
     parts = [p.strip().lower() for p in header.split(";")]
     media_type, params = parts[0] or "text/plain", parts[1:]
-    _check_media_type(media_type)
+    _check_media_type(media_type, options.data_media_types)
     if "base64" not in params:
         raise SourceError(
             f"data URI for {media_type} is not base64-encoded; only ';base64,' payloads are "
@@ -34,13 +32,12 @@ def open_data_uri(uri: str, *, options: SourceOptions) -> io.BytesIO:
     return io.BytesIO(_b64decode(unquote(payload)))
 
 
-def _check_media_type(media_type: str) -> None:
-    if media_type.startswith("video/") or media_type in _ALLOWED_EXACT:
-        return
-    raise SourceError(
-        f"data URI media type {media_type!r} is not a video; expected video/* or "
-        "application/octet-stream"
-    )
+def _check_media_type(media_type: str, accepted: tuple[str, ...]) -> None:
+    for pattern in accepted:
+        if media_type == pattern or (pattern.endswith("/*") and media_type.startswith(pattern[:-1])):
+            return
+    kind = "a video" if "video/*" in accepted else "accepted here"
+    raise SourceError(f"data URI media type {media_type!r} is not {kind}; expected {' or '.join(accepted)}")
 
 
 def _b64decode(payload: str) -> bytes:

@@ -1,0 +1,139 @@
+"""The stage end to end through the real diffusers path with the tiny model, on the CPU."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from gen_helpers import REPO, read_records, run_queue, write_queue
+from videoproc.generate.records import RECORD_SCHEMA
+from videoproc.generate.requests import QueueError
+from videoproc.generate.runner import OptionsChanged
+
+
+def sha(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_text_and_image_to_video_with_tiny_random(small_rows, tmp_path):
+    queue = write_queue(tmp_path / "q.parquet", [{**r, "category": f"c{i}"} for i, r in enumerate(small_rows)])
+    summary = run_queue(queue, tmp_path / "out")
+    assert (summary.total, summary.completed, summary.failed) == (3, 3, 0)
+    records = read_records(tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "records.parquet")
+    assert table.schema.names == [*RECORD_SCHEMA.names, "category"]
+    assert [r["id"] for r in records] == ["t2v-a", "t2v-b", "i2v-a"]
+    for record in records:
+        path = tmp_path / "out" / "videos" / f"{record['id']}.mp4"
+        assert record["status"] == "completed" and record["progress"] == 100 and record["object"] == "video"
+        assert record["url"] == str(path) and record["sha256"] == sha(path)
+        assert record["model"] == "tiny-random" and record["engine"] == "diffusers"
+        assert "torch=" in record["library_versions"] and record["inference_time_s"] > 0
+    assert (records[1]["width"], records[1]["height"], records[1]["num_frames"]) == (48, 32, 9)
+    assert base64.b64decode(records[1]["b64_json"]) == (tmp_path / "out/videos/t2v-b.mp4").read_bytes()
+    assert records[0]["b64_json"] is None and records[2]["category"] == "c2"
+    assert records[2]["input_reference"].endswith("reference.png")
+
+
+def test_same_seed_gives_identical_files(small_rows, tmp_path):
+    queue = write_queue(tmp_path / "q.parquet", small_rows)
+    run_queue(queue, tmp_path / "a")
+    run_queue(queue, tmp_path / "b")
+    a, b = read_records(tmp_path / "a"), read_records(tmp_path / "b")
+    assert [r["sha256"] for r in a] == [r["sha256"] for r in b]
+    assert (tmp_path / "a/videos/i2v-a.mp4").read_bytes() == (tmp_path / "b/videos/i2v-a.mp4").read_bytes()
+
+
+def test_model_folders_loaded_by_path(small_rows, tiny_folders, tmp_path):
+    """The tiny model saved with save_pretrained and loaded by path: the real local-folder path,
+    pipeline class from model_index.json, text- and image-to-video, reproducible by seed."""
+    queue = write_queue(tmp_path / "q.parquet", small_rows)
+    models = (tiny_folders["t2v"], tiny_folders["i2v"])
+    summary = run_queue(queue, tmp_path / "a", models=models)
+    run_queue(queue, tmp_path / "b", models=models)
+    a, b = read_records(tmp_path / "a"), read_records(tmp_path / "b")
+    assert summary.completed == 3 and [r["model"] for r in a] == ["tiny-wan-t2v", "tiny-wan-t2v", "tiny-wan-i2v"]
+    assert [r["sha256"] for r in a] == [r["sha256"] for r in b]
+
+
+def test_different_seeds_differ(small_rows, tmp_path):
+    rows = [dict(small_rows[0], id="s1"), dict(small_rows[0], id="s2", seed=99)]
+    run_queue(write_queue(tmp_path / "q.parquet", rows), tmp_path / "out")
+    first, second = read_records(tmp_path / "out")
+    assert first["sha256"] != second["sha256"]
+
+
+def test_sample_queue_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the sample's image path is relative to the repository
+    summary = run_queue("manifests/prompts.parquet", tmp_path / "out")
+    assert summary.failed == 0 and summary.completed == summary.total >= 4
+    records = read_records(tmp_path / "out")
+    assert any(r["input_reference"] for r in records) and all(r["category"] for r in records)
+
+
+def test_resume_skips_completed_and_retries_failed(small_rows, tmp_path):
+    rows = [small_rows[0], dict(id="bad", prompt="p", size="huge")]
+    queue = write_queue(tmp_path / "q.parquet", rows)
+    run_queue(queue, tmp_path / "out")
+    before = os.stat(tmp_path / "out/records/t2v-a.parquet").st_mtime_ns
+    summary = run_queue(queue, tmp_path / "out")
+    assert (summary.skipped, summary.completed, summary.failed) == (1, 0, 1)
+    assert os.stat(tmp_path / "out/records/t2v-a.parquet").st_mtime_ns == before
+    assert [r["id"] for r in read_records(tmp_path / "out")] == ["t2v-a", "bad"]
+
+
+def test_failed_requests_do_not_stop_the_queue(small_rows, tmp_path):
+    rows = [dict(id="../escape", prompt="p"), dict(id="noref", prompt="p", input_reference="/no/such.png"),
+            small_rows[0]]
+    summary = run_queue(write_queue(tmp_path / "q.parquet", rows), tmp_path / "out")
+    assert (summary.completed, summary.failed) == (1, 2)
+    records = {r["id"]: r for r in read_records(tmp_path / "out")}
+    assert records["../escape"]["status"] == "failed" and "not safe as a file name" in records["../escape"]["error"]
+    assert "file not found: /no/such.png" in records["noref"]["error"] and records["noref"]["progress"] == 0
+    assert sorted(os.listdir(tmp_path / "out/records")) == ["_row-000000.parquet", "noref.parquet", "t2v-a.parquet"]
+    assert sorted(os.listdir(tmp_path / "out/videos")) == ["t2v-a.mp4"]
+
+
+def test_changed_settings_are_refused(small_rows, tiny_folders, tmp_path):
+    queue = write_queue(tmp_path / "q.parquet", small_rows[:1])
+    run_queue(queue, tmp_path / "out")
+    with pytest.raises(OptionsChanged, match=r"was started with other settings \(models: was .*tiny-random.*; "
+                                             r"resume with the same --engine/--model/--dtype/--fit"):
+        run_queue(queue, tmp_path / "out", models=(tiny_folders["t2v"],))
+
+
+def test_columns_that_clash_with_record_fields_are_refused(tmp_path):
+    queue = write_queue(tmp_path / "q.parquet", [dict(prompt="p", status="new", sha256="x")])
+    with pytest.raises(QueueError, match=r"queue columns \['sha256', 'status'\] would overwrite record fields"):
+        run_queue(queue, tmp_path / "out")
+
+
+def test_bad_model_folder_is_an_error_at_start(tmp_path):
+    queue = write_queue(tmp_path / "q.parquet", [dict(prompt="p")])
+    with pytest.raises(ValueError, match=r"is not a diffusers-format folder \(no model_index.json there\)"):
+        run_queue(queue, tmp_path / "out", models=(str(tmp_path),))
+
+
+def test_importing_the_stage_does_not_import_torch():
+    code = "import sys, videoproc.generate, videoproc.generate.command; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.strip() == "[]"
+
+
+def test_output_on_object_storage(small_rows, tmp_path):
+    """An fsspec output (memory:// here, s3:// in production): videos uploaded whole, records, resume."""
+    import fsspec
+
+    queue = write_queue(tmp_path / "q.parquet", small_rows[:1])
+    run_queue(queue, "memory://gen-bucket/run")
+    fs = fsspec.filesystem("memory")
+    assert fs.exists("/gen-bucket/run/videos/t2v-a.mp4") and not fs.exists("/gen-bucket/run/.lock")
+    table = pq.read_table(fs.open("/gen-bucket/run/records.parquet"))
+    assert table.column("url").to_pylist() == ["memory://gen-bucket/run/videos/t2v-a.mp4"]
+    assert run_queue(queue, "memory://gen-bucket/run").skipped == 1

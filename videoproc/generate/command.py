@@ -1,0 +1,64 @@
+"""The `generate` click command: flags in, `GenerateOptions` out, `run` called."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from videoproc.generate.options import DEVICES, DTYPES, ENGINES, FITS, GenerateOptions, Limits
+
+EXIT_REFUSED = 2
+EXIT_SOME_FAILED = 3
+
+
+@click.command("generate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("queue")
+@click.option("--output", "-o", required=True, help="Output folder: local path or fsspec URL (s3://...).")
+@click.option("--model", "models", multiple=True, required=True,
+              help="'tiny-random' or a diffusers-format folder; repeat to serve text- and image-to-video.")
+@click.option("--engine", type=click.Choice(ENGINES), default="diffusers", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="auto: CUDA when available, else CPU.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+              help="auto: bfloat16 on CUDA, float32 on CPU.")
+@click.option("--fit", type=click.Choice(FITS), default="round", show_default=True,
+              help="A size or frame count the model cannot make: round it (and record that) or fail the request.")
+@click.option("--max-width", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--max-height", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--max-frames", type=click.IntRange(min=1), default=1025, show_default=True)
+@click.option("--storage-options", default="{}", help="JSON object passed to fsspec for QUEUE and OUTPUT.")
+@click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]), default="auto", show_default=True)
+def generate(queue, output, models, engine, device, dtype, fit, max_width, max_height, max_frames,
+             storage_options, progress) -> None:
+    """Generate a video for every request in the Parquet QUEUE into OUTPUT/videos/<id>.mp4, with
+    records in OUTPUT/records.parquet. Re-running skips completed requests."""
+    from videoproc.generate.engines import EngineError
+    from videoproc.generate.lock import OutputLocked
+    from videoproc.generate.runner import run
+
+    try:
+        opts = GenerateOptions(
+            queue=queue, output=output, models=tuple(models), engine=engine, device=device, dtype=dtype, fit=fit,
+            limits=Limits(max_width=max_width, max_height=max_height, max_frames=max_frames),
+            storage_options=_json_object(storage_options), progress=progress,
+        )
+        summary = run(opts)
+    except (ValueError, OutputLocked, EngineError) as exc:  # bad options, a locked output, a missing engine
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_REFUSED)
+    click.echo(summary.line())
+    # The same codes as preprocess: failed requests are records, and a scheduler can tell
+    # "finished, some failed" (3) from "refused" (2) and "crashed" (1).
+    sys.exit(EXIT_SOME_FAILED if summary.failed else 0)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--storage-options {text!r} is not JSON ({exc.msg}); pass e.g. '{{\"anon\": true}}'") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--storage-options {text!r} must be a JSON object; pass e.g. '{{\"anon\": true}}'")
+    return value

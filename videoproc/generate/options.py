@@ -1,0 +1,70 @@
+"""The resolved options of a generation run, validated before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Engine = Literal["diffusers", "tensorrt-llm"]
+Device = Literal["auto", "cpu", "cuda"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+Fit = Literal["round", "reject"]
+ProgressMode = Literal["auto", "bar", "lines", "off"]
+
+ENGINES: tuple[str, ...] = ("diffusers", "tensorrt-llm")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+FITS: tuple[str, ...] = ("round", "reject")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Per-request ceilings that keep one request from exhausting GPU memory.
+
+    `max_width`/`max_height` default to 4096 pixels (Dynamo's limit); `max_frames` to 1025 frames.
+    """
+
+    max_width: int = 4096
+    max_height: int = 4096
+    max_frames: int = 1025
+
+    def __post_init__(self) -> None:
+        for name in ("max_width", "max_height", "max_frames"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer (got {value!r}); pass e.g. 4096")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateOptions:
+    """Everything `generate` needs. `models` holds `tiny-random` or diffusers-format folder paths.
+
+    `fit` says what happens when a request breaks a model constraint (Wan: sides divisible by 16,
+    4k+1 frames): `round` to the nearest allowed value and record it, or `reject` the request.
+    """
+
+    queue: str
+    output: str
+    models: tuple[str, ...]
+    engine: Engine = "diffusers"
+    device: Device = "auto"
+    dtype: Dtype = "auto"
+    fit: Fit = "round"
+    limits: Limits = field(default_factory=Limits)
+    storage_options: dict = field(default_factory=dict, compare=False)
+    progress: ProgressMode = "auto"
+
+    def __post_init__(self) -> None:
+        _check_choice("engine", self.engine, ENGINES)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("fit", self.fit, FITS)
+        if not self.models:
+            raise ValueError("no model given; pass --model tiny-random or --model PATH to a diffusers folder")
+        if self.engine == "tensorrt-llm" and self.device == "cpu":
+            raise ValueError("engine 'tensorrt-llm' runs on CUDA only (got device='cpu'); use --engine diffusers on a CPU")
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
