@@ -101,7 +101,7 @@ def test_write_failure_on_object_storage_leaves_shard_for_next_run(ceph_s3, tmp_
     client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
     failed = run_cli(manifest, "--output", f"s3://{bucket}/out", server=ceph_s3)
     assert failed.returncode == 4, failed.stdout + failed.stderr
-    assert "1 pending" in failed.stdout and "storage error" in failed.stdout
+    assert "1 pending" in failed.stdout and "shard error: writing" in failed.stdout
     client.delete_bucket_policy(Bucket=bucket)
     again = run_cli(manifest, "--output", f"s3://{bucket}/out", server=ceph_s3)
     assert again.returncode == 0, again.stdout + again.stderr

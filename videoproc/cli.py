@@ -39,7 +39,7 @@ def main() -> None:
 @click.option("--strict", is_flag=True, default=None, help="Fail a row on any decode error instead of concealing it.")
 @click.option("--seek-mode", type=click.Choice(["exact", "keyframe"]), help="exact (default) or keyframe: nearest keyframes, approximate, ~20x faster.")
 @click.option("--max-alloc", help="Bytes one row may allocate, e.g. 512MiB (default).")
-@click.option("--workers", type=int, help="Worker processes (default: CPU count).")
+@click.option("--workers", type=int, help="Worker processes of the local executor (default: CPU count).")
 @click.option("--shard-size", type=int, help="Manifest rows per output shard (default 1000).")
 @click.option("--timeout", type=float, help="Seconds per video before it fails (default 300).")
 @click.option("--decoder-threads", type=int, help="FFmpeg threads per decoder (default: cores / workers).")

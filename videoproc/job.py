@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import pyarrow.parquet as pq
 
 from videoproc import storage
-from videoproc.executor import make_executor
+from videoproc.executor import Executor, make_executor
 from videoproc.manifest import Manifest, read_manifest
 from videoproc.options import PreprocessOptions
 from videoproc.process import VideoResult, VideoTask
@@ -40,6 +40,7 @@ def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) 
         storage_options=options.source.storage_options,
     )
     state = RunState(storage.locate(options.output, storage_options=options.source.storage_options))
+    executor = make_executor(options)  # an executor that cannot run fails before run.json exists
     if options.run.overwrite:
         state.wipe()
     shards = plan_shards(manifest.num_rows, options.run.shard_size)
@@ -49,7 +50,7 @@ def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) 
     )
     state.clean_partials()
     works = _plan_work(manifest, shards, state, retry_failed=options.run.retry_failed)
-    errors = _execute(options, manifest, state, works, stream)
+    errors = _execute(options, executor, manifest, state, works, stream)
     summary = summarize(
         state.committed(), shards=shards, resumed=resumed, elapsed_s=time.monotonic() - started,
         output=state.output.url, write_errors=errors,
@@ -95,9 +96,9 @@ def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
     """Redo only the failed rows of a committed shard; its ok rows are carried over unchanged."""
     loc = state.data_file(shard)
     with loc.fs.open(loc.path, "rb") as f:
-        existing = pq.read_table(f).to_pylist()
+        statuses = pq.read_table(f, columns=["status"]).column("status").to_pylist()
     positions = list(range(shard.start, shard.stop))
-    keep = {p: row for p, row in zip(positions, existing) if row["status"] == "ok"}
+    keep = frozenset(p for p, status in zip(positions, statuses) if status == "ok")
     todo = [p for p in positions if p not in keep]
     rows = dict(zip(positions, manifest.passthrough_rows(shard.start, shard.stop)))
     return ShardWork(
@@ -106,7 +107,7 @@ def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
     )
 
 
-def _execute(options: PreprocessOptions, manifest: Manifest, state: RunState, works: list[ShardWork], stream) -> list[str]:
+def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest, state: RunState, works: list[ShardWork], stream) -> list[str]:
     """Run the work, committing each shard as it lands; returns the storage errors met."""
     if not works:
         return []
@@ -116,7 +117,6 @@ def _execute(options: PreprocessOptions, manifest: Manifest, state: RunState, wo
         progress.advance(ok=result.status == "ok", note=result.id)
 
     errors = []
-    executor = make_executor(options)
     schema = output_schema(manifest.passthrough_schema)
     try:
         for outcome in executor.run(works, schema=schema, state=state, on_result=on_result):

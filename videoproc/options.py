@@ -112,6 +112,7 @@ class RunOptions:
         _check_positive_int("shard_size", self.shard_size, hint="e.g. --shard-size 1000")
         _check_positive_float("timeout", self.timeout, hint="seconds per video, e.g. --timeout 300")
         _check_choice("executor", self.executor, ExecutorName)
+        _check_ray_address(self.executor, self.ray_address)
         _check_choice("progress", self.progress, ProgressMode)
         if self.decoder_threads < 0:
             raise OptionsError(
@@ -205,6 +206,21 @@ def _check_sampling(num_frames: int | None, fps: float | None, max_frames: int |
         _check_positive_int("max_frames", max_frames, hint="e.g. --max-frames 64")
     if fps is not None:
         _check_positive_float("fps", fps, hint="frames per second of video, e.g. --fps 2")
+
+
+def _check_ray_address(executor: str, address: str | None) -> None:
+    if address is None:
+        return
+    if executor != "ray":
+        raise OptionsError(
+            f"ray_address is set ({address!r}) but the executor is {executor!r}; add --executor ray "
+            "or drop --ray-address"
+        )
+    if address != "auto" and not re.fullmatch(r"(ray://)?\[?[\w.:-]+\]?:\d{1,5}", address):
+        raise OptionsError(
+            f"ray_address must be 'auto', HOST:PORT or ray://HOST:PORT (got {address!r}); e.g. "
+            "--ray-address 10.0.0.5:6379"
+        )
 
 
 def _check_size(size: tuple[int, int]) -> None:

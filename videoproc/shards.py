@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from videoproc import storage
 from videoproc.errors import StorageError
 from videoproc.process import VideoResult, VideoTask
 from videoproc.runstate import Shard
-from videoproc.write import ShardWriter, result_columns
+from videoproc.write import ROWS_PER_GROUP, ShardWriter, result_columns
 
 WRITE_BACKOFF_S = 0.5
 
@@ -27,14 +29,16 @@ WRITE_BACKOFF_S = 0.5
 class ShardWork:
     """Everything needed to produce one shard anywhere.
 
-    tasks: the rows to process. keep: rows carried over unchanged from the committed shard
-    (--retry-failed), by manifest position. passthrough: manifest columns by manifest position.
+    tasks: the rows to process. passthrough: manifest columns by manifest position.
+    keep: manifest positions of ok rows carried over unchanged from the committed shard file
+    (--retry-failed); they are read from that file while the new one is assembled, so their
+    frames never travel with the work (to a Ray task, say).
     """
 
     shard: Shard
     tasks: tuple[VideoTask, ...]
     passthrough: dict[int, dict[str, Any]]
-    keep: dict[int, dict[str, Any]] = field(default_factory=dict)
+    keep: frozenset[int] = frozenset()
     retried: int = 0
 
 
@@ -60,6 +64,7 @@ class ShardAssembler:
         self._next = work.shard.start
         self._writer = ShardWriter(schema=schema, final=final)
         self._stats = _ShardStats()
+        self._kept = self._read_kept() if work.keep else None
 
     @property
     def complete(self) -> bool:
@@ -97,9 +102,22 @@ class ShardAssembler:
     def abort(self) -> None:
         self._writer.abort()
 
+    def _read_kept(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The kept rows of the committed shard, in order, a row group at a time. The committed
+        file stays in place (and readable) until the new one replaces it at publish."""
+        with self.final.fs.open(self.final.path, "rb") as f:
+            position = self.work.shard.start
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=ROWS_PER_GROUP):
+                for row in batch.to_pylist():
+                    if position in self.work.keep:
+                        yield position, row
+                    position += 1
+
     def _take(self, position: int) -> dict[str, Any] | None:
         if position in self.work.keep:
-            return self.work.keep[position]
+            kept_position, row = next(self._kept)
+            assert kept_position == position, (kept_position, position)
+            return row
         result = self._waiting.pop(position, None)
         if result is None:
             return None
@@ -128,12 +146,11 @@ class _ShardStats:
         self.decode_s += result.seconds
 
     def as_dict(self, work: ShardWork, *, write_s: float, wall_s: float) -> dict[str, Any]:
-        kept = list(work.keep.values())
         return {
             "shard": work.shard.name,
             "rows": work.shard.stop - work.shard.start,
-            "ok": self.ok + sum(1 for r in kept if r["status"] == "ok"),
-            "failed": self.failed + sum(1 for r in kept if r["status"] == "failed"),
+            "ok": self.ok + len(work.keep),  # only ok rows are kept
+            "failed": self.failed,
             "retried": work.retried,
             "recovered": self.ok if work.retried else 0,
             "errors": dict(self.errors.most_common(20)),

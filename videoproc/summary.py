@@ -59,5 +59,5 @@ def format_summary(summary: dict[str, Any], *, throughput: float | None = None) 
         lines.append("most common errors:")
         lines += [f"  {count:>6}  {error}" for error, count in summary["top_errors"].items()]
     for error in summary.get("write_errors", [])[:5]:
-        lines.append(f"storage error: {error}")
+        lines.append(f"shard error: {error}")
     return "\n".join(lines)
