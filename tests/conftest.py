@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from videoproc.testmedia import SAMPLE_CLIPS, Clip, ffmpeg_exe
+from videoproc.testmedia import SAMPLE_CLIPS, ffmpeg_exe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_DIR = os.path.join(ROOT, "manifests", "media", "real")
@@ -62,3 +62,5 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 from tests.servers.fixtures import ceph_s3, moto_s3  # noqa: E402,F401  (session fixtures)
+from tests.servers.ray_cluster import ray_cluster  # noqa: E402,F401  (session fixture)
+from tests.runs import real_run  # noqa: E402,F401  (session fixture)

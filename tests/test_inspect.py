@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.conftest import ffmpeg_frames, psnr
-from tests.test_read import real_run, stored_rows  # noqa: F401 - the session fixture is shared
+from tests.runs import stored_rows
 from videoproc.inspect import format_table, inspect_output, sheet_png, write_html, write_sheet
 from videoproc.inspect_command import inspect_cmd
 from videoproc.read import ReadError

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import GENERATED_DIR, REAL_DIR
-from tests.servers.ray_cluster import RayCluster, foreign_connections, ray_cluster  # noqa: F401 (fixture)
+from tests.servers.ray_cluster import RayCluster, foreign_connections
 from videoproc import storage
 from videoproc.config import build_options
 from videoproc.errors import OptionsError

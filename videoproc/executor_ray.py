@@ -110,7 +110,7 @@ class RayExecutor:
         self, works: Sequence[ShardWork], *, schema: pa.Schema, state: RunState, on_result: OnResult
     ) -> Iterator[ShardOutcome]:
         ray = import_ray()
-        started_here = _connect(ray, self.options.run.ray_address)
+        started_here = connect(ray, self.options.run.ray_address)
         try:
             yield from self._run(ray, works, schema=schema, state=state, on_result=on_result)
         finally:
@@ -148,7 +148,7 @@ class RayExecutor:
         except ray.exceptions.RayError as exc:
             # Lost after its retries (nodes gone, worker killed): the shard stays uncommitted and
             # the next run redoes it.
-            error = f"shard {work.shard.name} was lost on the Ray cluster ({_first_line(exc)}); re-run to finish it"
+            error = f"shard {work.shard.name} was lost on the Ray cluster ({first_line(exc)}); re-run to finish it"
             return ShardOutcome(shard=work.shard, stats=None, error=error)
         tasks = {t.row: t for t in work.tasks}
         for row, status, error in statuses:
@@ -170,7 +170,7 @@ def import_ray() -> Any:
     return ray
 
 
-def _connect(ray: Any, address: str | None) -> bool:
+def connect(ray: Any, address: str | None) -> bool:
     """Join the cluster unless this process already has; True when this call connected."""
     if ray.is_initialized():
         return False
@@ -181,7 +181,7 @@ def _connect(ray: Any, address: str | None) -> bool:
     except (ConnectionError, ValueError) as exc:
         raise OptionsError(
             f"cannot connect to the Ray cluster at {address or 'the default address'}: "
-            f"{_first_line(exc)}; check --ray-address (auto, or the head's HOST:PORT as printed by "
+            f"{first_line(exc)}; check --ray-address (auto, or the head's HOST:PORT as printed by "
             "`ray start --head`) and that the cluster is running"
         ) from exc
     return True
@@ -221,7 +221,7 @@ def _not_shared(state: RunState, work: ShardWork) -> str:
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

@@ -140,7 +140,9 @@ def start_cluster(root: str, *, workers: int = 1, env: dict[str, str] | None = N
     with open(os.path.join(home, "ray_bootstrap_config.yaml"), "w") as f:
         f.write(BOOTSTRAP_CONFIG)
     node_env = os.environ | RAY_ENV | (env or {}) | {"HOME": home}
-    node_env.pop("RAY_ADDRESS", None)
+    # A driver setting left by an earlier cluster of this session would stop worker nodes joining.
+    for key in ("RAY_ADDRESS", *DRIVER_ENV):
+        node_env.pop(key, None)
     cluster = RayCluster(root=root, port=_free_port(), env=node_env)
     try:
         cluster.head = _start_node(

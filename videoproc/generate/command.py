@@ -7,10 +7,11 @@ import sys
 
 import click
 
-from videoproc.generate.options import DEVICES, DTYPES, ENGINES, FITS, GenerateOptions, Limits
+from videoproc.generate.options import DEVICES, DTYPES, ENGINES, EXECUTORS, FITS, GenerateOptions, Limits
 
 EXIT_REFUSED = 2
 EXIT_SOME_FAILED = 3
+EXIT_INCOMPLETE = 4
 
 
 @click.command("generate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,8 +31,13 @@ EXIT_SOME_FAILED = 3
 @click.option("--max-frames", type=click.IntRange(min=1), default=1025, show_default=True)
 @click.option("--storage-options", default="{}", help="JSON object passed to fsspec for QUEUE and OUTPUT.")
 @click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]), default="auto", show_default=True)
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="local: this process; ray: one actor per GPU of a Ray cluster.")
+@click.option("--ray-address", help="Ray cluster address: auto, or the head's HOST:PORT (default: Ray's own).")
+@click.option("--ray-actors", type=click.IntRange(min=1),
+              help="Actors to run (default: one per GPU; on a CPU-only cluster one per node).")
 def generate(queue, output, models, engine, device, dtype, fit, max_width, max_height, max_frames,
-             storage_options, progress) -> None:
+             storage_options, progress, executor, ray_address, ray_actors) -> None:
     """Generate a video for every request in the Parquet QUEUE into OUTPUT/videos/<id>.mp4, with
     records in OUTPUT/records.parquet. Re-running skips completed requests."""
     from videoproc.generate.engines import EngineError
@@ -43,6 +49,7 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
             queue=queue, output=output, models=tuple(models), engine=engine, device=device, dtype=dtype, fit=fit,
             limits=Limits(max_width=max_width, max_height=max_height, max_frames=max_frames),
             storage_options=_json_object(storage_options), progress=progress,
+            executor=executor, ray_address=ray_address, ray_actors=ray_actors,
         )
         summary = run(opts)
     except (ValueError, OutputLocked, EngineError) as exc:  # bad options, a locked output, a missing engine
@@ -50,8 +57,15 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
         sys.exit(EXIT_REFUSED)
     click.echo(summary.line())
     # The same codes as preprocess: failed requests are records, and a scheduler can tell
-    # "finished, some failed" (3) from "refused" (2) and "crashed" (1).
-    sys.exit(EXIT_SOME_FAILED if summary.failed else 0)
+    # "finished, some failed" (3) from "refused" (2), "crashed" (1) and, on Ray, "requests left
+    # unrun because the actors were lost; re-run to finish" (4).
+    sys.exit(_exit_code(summary))
+
+
+def _exit_code(summary) -> int:
+    if summary.not_run:
+        return EXIT_INCOMPLETE
+    return EXIT_SOME_FAILED if summary.failed else 0
 
 
 def _json_object(text: str) -> dict:

@@ -10,11 +10,13 @@ Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Fit = Literal["round", "reject"]
 ProgressMode = Literal["auto", "bar", "lines", "off"]
+Executor = Literal["local", "ray"]
 
 ENGINES: tuple[str, ...] = ("diffusers", "tensorrt-llm")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 FITS: tuple[str, ...] = ("round", "reject")
+EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +43,10 @@ class GenerateOptions:
 
     `fit` says what happens when a request breaks a model constraint (Wan: sides divisible by 16,
     4k+1 frames): `round` to the nearest allowed value and record it, or `reject` the request.
+
+    `executor="ray"` runs the queue on the Ray cluster at `ray_address` ("auto", "HOST:PORT", or None
+    for Ray's default), on `ray_actors` actors (None: one per GPU, or one per node on a CPU-only
+    cluster); both Ray fields are refused with the local executor.
     """
 
     queue: str
@@ -53,6 +59,9 @@ class GenerateOptions:
     limits: Limits = field(default_factory=Limits)
     storage_options: dict = field(default_factory=dict, compare=False)
     progress: ProgressMode = "auto"
+    executor: Executor = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("engine", self.engine, ENGINES)
@@ -63,6 +72,19 @@ class GenerateOptions:
             raise ValueError("no model given; pass --model tiny-random or --model PATH to a diffusers folder")
         if self.engine == "tensorrt-llm" and self.device == "cpu":
             raise ValueError("engine 'tensorrt-llm' runs on CUDA only (got device='cpu'); use --engine diffusers on a CPU")
+        self._check_ray()
+
+    def _check_ray(self) -> None:
+        _check_choice("executor", self.executor, EXECUTORS)
+        if self.ray_actors is not None and (type(self.ray_actors) is not int or self.ray_actors < 1):
+            raise ValueError(f"ray_actors must be a positive integer (got {self.ray_actors!r}); "
+                             "pass e.g. --ray-actors 2")
+        if self.executor != "ray":
+            given = [name for name in ("ray_address", "ray_actors") if getattr(self, name) is not None]
+            if given:
+                flags = " and ".join("--" + name.replace("_", "-") for name in given)
+                raise ValueError(f"{flags} only apply to --executor ray (got executor={self.executor!r}); "
+                                 "add --executor ray or drop them")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

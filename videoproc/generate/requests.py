@@ -146,8 +146,13 @@ def resolve_request(
         return _resolve(raw, rid=rid, row=row, models=models, limits=limits, fit=fit,
                         draw_seed=draw_seed, passthrough=passthrough)
     except RequestError as exc:
-        key = rid if is_safe_id(rid) else f"_row-{row:06d}"
-        return Rejected(row=row, id=rid, key=key, error=str(exc), raw=raw, passthrough=passthrough)
+        return Rejected(row=row, id=rid, key=record_key(raw, row), error=str(exc), raw=raw, passthrough=passthrough)
+
+
+def record_key(raw: dict, row: int) -> str:
+    """The name of a request's record file: its id when that is safe as a file name, else the row."""
+    rid = request_id(raw, row)
+    return rid if is_safe_id(rid) else f"_row-{row:06d}"
 
 
 def _resolve(raw, *, rid, row, models, limits, fit, draw_seed, passthrough) -> Request:

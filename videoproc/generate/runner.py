@@ -1,5 +1,8 @@
 """The queue loop: read and validate the queue, lock the output, generate what is not done yet.
 
+`run_request` is the whole of one request (validate, generate, encode, record); the local loop calls
+it in this process, and with `--executor ray` each actor of executor_ray calls it on its own GPU.
+
 Order of writes for one request: the MP4 (partial file, then rename or one upload), then its record
 file. A run killed between the two leaves a video without a record; the next run redoes the request
 and overwrites the video, so a request is recorded at most once and never half.
@@ -7,6 +10,7 @@ and overwrites the video, so a request is recorded at most once and never half.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sys
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Callable, TextIO
 
+import pyarrow.parquet as pq
+
 from videoproc.generate import records as rec
 from videoproc.generate.encode import write_video
 from videoproc.generate.engines import Engine, EngineCall, open_engine, resolve_device, resolve_dtype
@@ -22,7 +28,8 @@ from videoproc.generate.lock import output_lock
 from videoproc.generate.models import ModelRef, resolve_models
 from videoproc.generate.options import GenerateOptions
 from videoproc.generate.reference import load_reference
-from videoproc.generate.requests import Queue, QueueError, Rejected, Request, RequestError, read_queue, request_id, resolve_request
+from videoproc.generate.requests import (Queue, QueueError, Rejected, Request, RequestError, read_queue,
+                                        record_key, request_id, resolve_request)
 from videoproc.progress import Progress
 from videoproc.storage import Location, exists, locate, read_json, remove, write_json_atomic
 
@@ -36,13 +43,18 @@ class OptionsChanged(ValueError):
 
 @dataclass(kw_only=True)
 class RunSummary:
-    """Counts of one run, and seconds spent per phase (`engine`, `encode`, `record`, ...)."""
+    """Counts of one run, and seconds spent per phase (`engine`, `encode`, `record`, ...).
+
+    `not_run` counts requests left without a record because the Ray actors that could run them
+    were lost; a re-run picks them up.
+    """
 
     output: str
     total: int = 0
     skipped: int = 0
     completed: int = 0
     failed: int = 0
+    not_run: int = 0
     seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -50,102 +62,197 @@ class RunSummary:
         self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds
 
     def line(self) -> str:
-        return (f"{self.completed} completed, {self.failed} failed, {self.skipped} already done "
+        lost = f", {self.not_run} not run (re-run to finish them)" if self.not_run else ""
+        return (f"{self.completed} completed, {self.failed} failed, {self.skipped} already done{lost} "
                 f"of {self.total} requests in {self.seconds:.1f} s; records: {self.output}/records.parquet")
 
 
 @dataclass(kw_only=True)
-class _Context:
+class Worker:
+    """What running one request needs. The local loop holds one; each Ray actor gets a copy and
+    fills its own `engines`. `progress` shows per-step progress; None where nobody watches (actors)."""
+
     opts: GenerateOptions
     out: Location
-    engines: dict[str, Engine]
+    models: tuple[ModelRef, ...]
+    passthrough_names: tuple[str, ...]
     device: str
     dtype: str
     schema: object
-    summary: RunSummary
-    progress: Progress
     draw_seed: Callable[[], int]
+    engines: dict[str, Engine] = field(default_factory=dict)
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What the queue loop learns of one request once its MP4 and record are written: a few bytes,
+    so that it can come back from a Ray actor (videos and records never pass through the driver)."""
+
+    id: str
+    key: str
+    status: str
+    inference_time_s: float | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def run(opts: GenerateOptions, *, log: TextIO = sys.stderr, engine_factory=open_engine,
         draw_seed: Callable[[], int] = lambda: secrets.randbelow(2**32)) -> RunSummary:
-    """Generate every request of `opts.queue` that `opts.output` does not hold as completed yet."""
+    """Generate every request of `opts.queue` that `opts.output` does not hold as completed yet,
+    in this process or, with `opts.executor == "ray"`, on the actors of a Ray cluster."""
     started = time.perf_counter()
     summary = RunSummary(output=locate(opts.output, storage_options=opts.storage_options).url)
     queue = _timed(summary, "queue_read", lambda: read_queue(opts.queue, storage_options=opts.storage_options))
     _check_columns(queue)
     models = resolve_models(opts.models)
-    device = resolve_device(opts.engine, opts.device)
-    dtype = resolve_dtype(opts.dtype, device)
-    out = locate(opts.output, storage_options=opts.storage_options)
-    with output_lock(out, log=log):
-        _check_settings(out, _settings(opts, models, device, dtype))
-        _remove_partials(out)
-        todo = _pending(queue, out, summary)
-        ctx = _Context(opts=opts, out=out, engines={}, device=device, dtype=dtype,
-                       schema=rec.record_schema(queue.passthrough), summary=summary,
-                       progress=Progress(total=len(todo), label="requests", mode=opts.progress, stream=log),
-                       draw_seed=draw_seed)
-        _announce(models, opts, device, dtype, len(todo), summary, log)
-        if todo:
-            _open_engines(models, ctx, engine_factory)
-        _run_queue(queue, todo, models, ctx)
-        _timed(summary, "consolidate", lambda: rec.consolidate(out))
+    with _cluster(opts, log) as cluster:
+        device = cluster.device if cluster else resolve_device(opts.engine, opts.device)
+        dtype = resolve_dtype(opts.dtype, device)
+        out = locate(opts.output, storage_options=opts.storage_options)
+        worker = Worker(opts=opts, out=out, models=models, passthrough_names=tuple(f.name for f in queue.passthrough),
+                        device=device, dtype=dtype, schema=rec.record_schema(queue.passthrough), draw_seed=draw_seed)
+        with output_lock(out, log=log):
+            _check_settings(out, _settings(opts, models, device, dtype))
+            _remove_partials(out)
+            todo = _pending(queue, out, summary)
+            _announce(models, opts, device, dtype, len(todo), summary, log, cluster)
+            _run_todo(queue.rows, todo, worker, cluster, summary, log, engine_factory)
+            _timed(summary, "consolidate", lambda: rec.consolidate(out))
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run_queue(queue: Queue, todo: list[int], models: tuple[ModelRef, ...], ctx: _Context) -> None:
-    names = [f.name for f in queue.passthrough]
+@contextlib.contextmanager
+def _cluster(opts: GenerateOptions, log: TextIO):
+    """The Ray cluster the queue runs on, connected for the whole run; None for the local executor."""
+    if opts.executor != "ray":
+        yield None
+        return
+    from videoproc.generate.executor_ray import connect
+
+    with connect(opts, log=log) as cluster:
+        yield cluster
+
+
+def _run_todo(rows: list[dict], todo: list[int], worker: Worker, cluster, summary: RunSummary, log: TextIO,
+              engine_factory) -> None:
+    progress = Progress(total=len(todo), label="requests", mode=worker.opts.progress, stream=log)
+
+    def on_outcome(outcome: Outcome) -> None:
+        for phase, seconds in outcome.phase_seconds.items():
+            summary.add_time(phase, seconds)
+        _count(outcome, summary, progress)
+
+    try:
+        if cluster is not None:
+            summary.not_run = cluster.run(rows, todo, worker, engine_factory=engine_factory, on_outcome=on_outcome)
+        elif todo:
+            worker.progress = progress
+            summary.add_time("engine_open", open_engines(worker, engine_factory))
+            _run_local(rows, todo, worker, on_outcome)
+    finally:
+        progress.close()
+
+
+def _run_local(rows: list[dict], todo: list[int], worker: Worker, on_outcome: Callable[[Outcome], None]) -> None:
     try:
         for row in todo:
-            started = time.perf_counter()
-            request = resolve_request(queue.rows[row], row=row, models=models, limits=ctx.opts.limits,
-                                      fit=ctx.opts.fit, draw_seed=ctx.draw_seed, passthrough_names=names)
-            ctx.summary.add_time("validate", time.perf_counter() - started)
-            record = _rejected_record(request) if isinstance(request, Rejected) else _generate(request, ctx)
-            _timed(ctx.summary, "record", lambda: rec.write_record(ctx.out, request.key, record, ctx.schema))
-            _count(record, ctx)
+            on_outcome(run_request(rows[row], row, worker))
     finally:
-        ctx.progress.close()
-        for engine in ctx.engines.values():
-            getattr(engine, "close", lambda: None)()
+        close_engines(worker)
 
 
-def _generate(request: Request, ctx: _Context) -> rec.VideoRecord:
+def run_request(raw: dict, row: int, worker: Worker) -> Outcome:
+    """One queue row, start to end: validate, generate, publish the MP4, then commit its record.
+    Engine and request errors become a failed record; storage errors propagate."""
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    request = resolve_request(raw, row=row, models=worker.models, limits=worker.opts.limits, fit=worker.opts.fit,
+                              draw_seed=worker.draw_seed, passthrough_names=worker.passthrough_names)
+    phases["validate"] = time.perf_counter() - started
+    record = _rejected_record(request) if isinstance(request, Rejected) else _generate(request, worker, phases)
+    started = time.perf_counter()
+    rec.write_record(worker.out, request.key, record, worker.schema)
+    phases["record"] = time.perf_counter() - started
+    return Outcome(id=record.id, key=request.key, status=record.status, inference_time_s=record.inference_time_s,
+                   phase_seconds=phases)
+
+
+def completed_record(raw: dict, row: int, worker: Worker) -> Outcome | None:
+    """The outcome of a row whose `completed` record is already committed, else None. Asked when a
+    Ray actor died before answering: it may have died just after committing. Only `completed`
+    counts, since a failed record may be a previous run's."""
+    key = record_key(raw, row)
+    if _recorded_status(worker.out, key) != "completed":
+        return None
+    return Outcome(id=request_id(raw, row), key=key, status="completed")
+
+
+def record_lost(raw: dict, row: int, worker: Worker, error: str) -> Outcome:
+    """Commit a failed record with `error` for a row that never came back (the Ray actors running
+    it died), so that it is counted and a re-run retries it."""
+    rejected = Rejected(row=row, id=request_id(raw, row), key=record_key(raw, row), error=error, raw=raw,
+                        passthrough={name: raw.get(name) for name in worker.passthrough_names})
+    rec.write_record(worker.out, rejected.key, _rejected_record(rejected), worker.schema)
+    return Outcome(id=rejected.id, key=rejected.key, status="failed")
+
+
+def _recorded_status(out: Location, key: str) -> str | None:
+    loc = rec.records_folder(out).child(f"{key}.parquet")
+    if not exists(loc):
+        return None
+    with loc.fs.open(loc.path, "rb") as f:
+        return pq.read_table(f, columns=["status"]).column("status")[0].as_py()
+
+
+def open_engines(worker: Worker, factory) -> float:
+    """Open every model before the first request, so that a missing package or a bad folder stops
+    the run at the start instead of failing each request; returns the seconds it took."""
+    started = time.perf_counter()
+    for model in worker.models:
+        worker.engines[model.name] = factory(worker.opts.engine, model=model, device=worker.device, dtype=worker.dtype)
+    return time.perf_counter() - started
+
+
+def close_engines(worker: Worker) -> None:
+    for engine in worker.engines.values():
+        getattr(engine, "close", lambda: None)()
+
+
+def _generate(request: Request, worker: Worker, phases: dict[str, float]) -> rec.VideoRecord:
     try:
-        engine = ctx.engines[request.model.name]
+        engine = worker.engines[request.model.name]
         image = load_reference(request.input_reference) if request.input_reference else None
         started = time.perf_counter()
-        frames = engine.generate(_call(request, image), on_step=_step_reporter(request, ctx))
+        frames = engine.generate(_call(request, image), on_step=_step_reporter(request, worker.progress))
         inference = time.perf_counter() - started
     except RequestError as exc:
-        return _failed(request, str(exc), ctx)
+        return _failed(request, str(exc), worker)
     except Exception as exc:  # noqa: BLE001 - an engine failure fails this request; the queue goes on
-        return _failed(request, f"{type(exc).__name__}: {exc}", ctx)
-    ctx.summary.add_time("engine", inference)
+        return _failed(request, f"{type(exc).__name__}: {exc}", worker)
+    phases["engine"] = inference
     started = time.perf_counter()
-    video = write_video(frames, ctx.out.child("videos", f"{request.key}.mp4"), fps=request.fps,
+    video = write_video(frames, worker.out.child("videos", f"{request.key}.mp4"), fps=request.fps,
                         want_b64=request.response_format == "b64_json",
                         comment=DEMO_NOTE if request.model.is_demo else None)
     encode = time.perf_counter() - started
-    ctx.summary.add_time("encode", encode)
+    phases["encode"] = encode
     count, height, width, _ = frames.shape
     return rec.VideoRecord(
-        **_request_fields(request, ctx), status="completed", url=video.url, b64_json=video.b64,
+        **_request_fields(request), status="completed", url=video.url, b64_json=video.b64,
         sha256=video.sha256, bytes=video.bytes, inference_time_s=round(inference, 4),
         encode_time_s=round(encode, 4), width=width, height=height, num_frames=count,
-        **_engine_fields(request, ctx),
+        **_engine_fields(request, worker),
     )
 
 
-def _failed(request: Request, error: str, ctx: _Context) -> rec.VideoRecord:
-    return rec.VideoRecord(**_request_fields(request, ctx), status="failed", error=error,
+def _failed(request: Request, error: str, worker: Worker) -> rec.VideoRecord:
+    return rec.VideoRecord(**_request_fields(request), status="failed", error=error,
                            width=request.width, height=request.height, num_frames=request.num_frames,
-                           **_engine_fields(request, ctx))
+                           **_engine_fields(request, worker))
 
 
-def _request_fields(request: Request, ctx: _Context) -> dict:
+def _request_fields(request: Request) -> dict:
     return dict(
         id=request.id, created=int(time.time()), queue_row=request.row, model=request.model.name,
         prompt=request.prompt, negative_prompt=request.negative_prompt, input_reference=request.input_reference,
@@ -155,14 +262,14 @@ def _request_fields(request: Request, ctx: _Context) -> dict:
     )
 
 
-def _engine_fields(request: Request, ctx: _Context) -> dict:
-    engine = ctx.engines.get(request.model.name)
+def _engine_fields(request: Request, worker: Worker) -> dict:
+    engine = worker.engines.get(request.model.name)
     if engine is None:
-        return dict(engine=ctx.opts.engine, device=ctx.device, dtype=ctx.dtype)
+        return dict(engine=worker.opts.engine, device=worker.device, dtype=worker.dtype)
     versions = engine.versions()
     versions["videoproc"] = _videoproc_version()
-    return dict(engine=engine.name, engine_version=next(iter(versions.values())), device=ctx.device,
-                dtype=ctx.dtype, library_versions=" ".join(f"{k}={v}" for k, v in versions.items()))
+    return dict(engine=engine.name, engine_version=next(iter(versions.values())), device=worker.device,
+                dtype=worker.dtype, library_versions=" ".join(f"{k}={v}" for k, v in versions.items()))
 
 
 def _rejected_record(rejected: Rejected) -> rec.VideoRecord:
@@ -183,34 +290,25 @@ def _call(request: Request, image) -> EngineCall:
                       seed=request.seed, image=image)
 
 
-def _open_engines(models: tuple[ModelRef, ...], ctx: _Context, factory) -> None:
-    """Open every model before the first request: a missing package or a bad folder stops the run
-    at the start instead of failing each request."""
-    started = time.perf_counter()
-    for model in models:
-        ctx.engines[model.name] = factory(ctx.opts.engine, model=model, device=ctx.device, dtype=ctx.dtype)
-    ctx.summary.add_time("engine_open", time.perf_counter() - started)
-
-
-def _step_reporter(request: Request, ctx: _Context):
-    if ctx.progress.mode != "bar":
+def _step_reporter(request: Request, progress: Progress | None):
+    if progress is None or progress.mode != "bar":
         return None
     started = time.perf_counter()
 
     def report(step: int, total: int) -> None:
         text = f"\r  {request.id[:40]}: step {step}/{total} {time.perf_counter() - started:.1f} s"
-        ctx.progress.stream.write(text.ljust(110))
-        ctx.progress.stream.flush()
+        progress.stream.write(text.ljust(110))
+        progress.stream.flush()
 
     return report
 
 
-def _count(record: rec.VideoRecord, ctx: _Context) -> None:
-    ok = record.status == "completed"
-    ctx.summary.completed += ok
-    ctx.summary.failed += not ok
-    note = f"{record.id[:30]} {record.inference_time_s or 0:.1f} s" if ok else f"{record.id[:30]} failed"
-    ctx.progress.advance(ok=ok, note=note)
+def _count(outcome: Outcome, summary: RunSummary, progress: Progress) -> None:
+    ok = outcome.status == "completed"
+    summary.completed += ok
+    summary.failed += not ok
+    note = f"{outcome.id[:30]} {outcome.inference_time_s or 0:.1f} s" if ok else f"{outcome.id[:30]} failed"
+    progress.advance(ok=ok, note=note)
 
 
 def _pending(queue: Queue, out: Location, summary: RunSummary) -> list[int]:
@@ -264,11 +362,12 @@ def _all_names(loc: Location) -> list[str]:
         return []
 
 
-def _announce(models, opts, device, dtype, todo, summary, log) -> None:
+def _announce(models, opts, device, dtype, todo, summary, log, cluster) -> None:
     if opts.progress == "off":
         return
+    where = f" {cluster.describe()}" if cluster else ""
     print(f"generate: {todo} to do, {summary.skipped} already done; engine {opts.engine} on {device} "
-          f"({dtype}); models: {', '.join(m.name for m in models)}", file=log, flush=True)
+          f"({dtype}){where}; models: {', '.join(m.name for m in models)}", file=log, flush=True)
     if any(m.is_demo for m in models):
         print(f"note: tiny-random videos are a {DEMO_NOTE}", file=log, flush=True)
 

@@ -1,0 +1,98 @@
+"""The benchmark runs end to end on its tiny corpus and reports every part; speed is not asserted here."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench import run
+from bench.corpus import LONG
+from bench.report import BenchResults, FileResult, ThroughputResult, Timing, evaluate
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    results_md = folder / "results" / "latest.md"
+    results = run.main(["--quick", "--corpus", str(folder / "corpus"), "--results", str(results_md),
+                        "--work-dir", str(folder / "work")])
+    return results, results_md
+
+
+def test_quick_run_measures_every_method_on_every_file(quick):
+    results, _ = quick
+    assert [f.name for f in results.files] == ["quick_h264_2s_k10.mp4", "quick_h264_6s_k10.mp4", "vfr_120p_2s.mkv"]
+    for f in results.files:
+        assert f.status == "ok"
+        for method in (f.exact, f.keyframe, f.naive, f.ffmpeg, f.probe):
+            assert method.error is None and method.runs == 1 and method.wall_s > 0
+        assert f.frames_decoded_min <= f.frames_decoded <= f.naive_frames_decoded <= f.num_frames
+        assert f.keyframe_frames_decoded >= f.sampled == 16
+        # Same decoder, same scaler: exact mode must return exactly the frames of a decode from 0.
+        assert f.exact_vs_naive_psnr == math.inf
+
+
+def test_quick_run_measures_throughput_and_memory(quick):
+    results, _ = quick
+    assert [(t.workers, t.rows_ok) for t in results.throughput] == [(1, 6), (2, 6)]
+    assert all(0 <= t.write_s < t.elapsed_s and 0 < t.video_s < t.elapsed_s for t in results.throughput)
+    assert [r.status for r in results.rss] == ["ok", "ok"]
+    assert all(r.peak_kib >= r.import_kib > 0 for r in results.rss)
+
+
+def test_quick_run_writes_markdown_and_json(quick):
+    results, results_md = quick
+    text = results_md.read_text()
+    for heading in ("## Time per file", "## Frames decoded", "## Throughput", "## Memory per worker", "## Targets"):
+        assert heading in text
+    data = json.loads(results_md.with_suffix(".json").read_text())
+    assert len(data["checks"]) == 8
+    assert {c["outcome"] for c in data["checks"]} <= {"PASS", "FAIL"}  # every part ran: nothing skipped
+    assert len(data["files"]) == len(results.files)
+    again = results_md.parent / "again.md"
+    run.main(["--render", str(results_md.with_suffix(".json")), "--results", str(again)])
+    assert again.read_text() == text
+
+
+def test_only_unknown_name_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match=r"--only nosuchfile matches no benchmark file; the files are: quick_h264"):
+        run.main(["--quick", "--only", "nosuchfile", "--corpus", str(tmp_path), "--results", str(tmp_path / "r.md")])
+
+
+def test_unknown_part_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match=r"names unknown part\(s\) speed; choose from files, throughput"):
+        run.main(["--quick", "--parts", "files,speed", "--results", str(tmp_path / "r.md")])
+
+
+def _file(name: str, *, exact: float, keyframe: float, naive: float, decoded: int, bound: int, tags=()) -> FileResult:
+    t = lambda s: Timing(wall_s=s, cpu_s=s, runs=3)  # noqa: E731
+    return FileResult(
+        name=name, description="", tags=tuple(tags), codec="h264", num_frames=1800, keyframes=60, sampled=16,
+        exact=t(exact), keyframe=t(keyframe), naive=t(naive), ffmpeg=t(naive), probe=t(0.01), status="ok",
+        frames_decoded=decoded, frames_decoded_min=bound,
+    )
+
+
+def test_targets_fail_when_missed_and_skip_when_unmeasured():
+    results = BenchResults(
+        machine={}, settings={},
+        files=[
+            _file("long", exact=6.0, keyframe=0.3, naive=60.0, decoded=2000, bound=2000, tags=(LONG,)),
+            _file("slow", exact=1.1, keyframe=0.1, naive=1.0, decoded=120, bound=100),
+        ],
+        throughput=[ThroughputResult(workers=1, videos=100, rows_ok=100, elapsed_s=100.0, write_s=1.0,
+                                     video_s=1.0, load_1m=1.0),
+                    ThroughputResult(workers=2, videos=100, rows_ok=100, elapsed_s=60.0, write_s=6.0,
+                                     video_s=1.2, load_1m=2.0)],
+    )
+    outcomes = {c.target: (c.outcome, c.detail) for c in evaluate(results)}
+    assert outcomes["frames decoded <= 1.05 x keyframe-bound minimum on every file"] == ("FAIL", "failing: slow 120/100")
+    assert outcomes["exact >= 8x naive on 600 s files"] == ("PASS", "long 10.0x")
+    assert outcomes["exact never > 5 % slower than naive on any file"] == ("FAIL", "failing: slow 0.91x")
+    assert outcomes["keyframe mode >= 20x naive on 600 s files"] == ("PASS", "long 200.0x")
+    assert outcomes["exact >= 2x naive on the 60 s file with 1 s keyframes"][0] == "SKIP"
+    assert outcomes["2 workers >= 1.7x the throughput of 1 worker"] == ("FAIL", "1.67x")
+    assert outcomes["shard writing < 5 % of wall time"] == ("FAIL", "worst 10.00% (2 worker(s))")
+    assert outcomes["peak RSS per worker within 20 % between a short and a long video"][0] == "SKIP"
