@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import av
 
-from videoproc.decode import FrameDecoder
+from videoproc.decode import DecodedFrames, FrameDecoder
 from videoproc.errors import VideoError
 from videoproc.options import SourceOptions, VideoOptions
 from videoproc.mp4index import is_iso_bmff, video_composition_offsets
@@ -100,6 +100,10 @@ def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> V
             info = probe(container)
             targets = _targets(info, video)
             decoded = _decode(container, info, targets, video=video, threads=threads)
+    return _ok(task, decoded, info, targets, bytes_read=reader.bytes_read)
+
+
+def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list[int], *, bytes_read: int) -> VideoResult:
     stats = decoded.stats
     return VideoResult(
         row=task.row,
@@ -114,7 +118,7 @@ def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> V
         decode_errors=stats.decode_errors + stats.substituted,
         frames_decoded=stats.frames_decoded,
         frames_decoded_min=keyframe_bound(targets, info.keyframes),
-        bytes_read=reader.bytes_read,
+        bytes_read=bytes_read,
     )
 
 
@@ -194,6 +198,4 @@ def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
 
 
 def _with_seconds(result: VideoResult, seconds: float) -> VideoResult:
-    from dataclasses import replace
-
     return replace(result, seconds=seconds)
