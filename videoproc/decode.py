@@ -41,6 +41,7 @@ class DecodedFrames:
     """The returned frames (T, H, W, 3 uint8) with the real index and timestamp of each."""
 
     frames: np.ndarray
+    buffer: bytearray  # the memory of `frames`, C-order
     indices: list[int]
     timestamps: list[float]
     rotation: int
@@ -92,7 +93,9 @@ class FrameDecoder:
 
     def _decode_exact(self, target: int) -> tuple[int, np.ndarray]:
         keyframe = self._keyframe_before(target)
-        if self._frames is None or target <= self._position or keyframe > self._position + 1:
+        if self._frames is None and keyframe <= self.probe.keyframes[0]:
+            self._start_without_seek(target, keyframe)
+        elif self._frames is None or target <= self._position or keyframe > self._position + 1:
             self._seek_to(target, keyframe)
         for index, frame in self._forward():
             if index > target:
@@ -112,6 +115,13 @@ class FrameDecoder:
             if first is None or first[0] <= target:
                 return
         self._start_at(None)  # the beginning of the stream, no index needed
+
+    def _start_without_seek(self, target: int, keyframe: int) -> None:
+        """A fresh container is at the start of the stream: decode from there without a seek."""
+        self._frames = self._decode_packets()
+        first = self._peek()
+        if first is not None and first[0] > target:
+            self._seek_to(target, keyframe)
 
     def _start_at(self, keyframe: int | None) -> None:
         self.stats.seeks += 1
@@ -214,8 +224,11 @@ class FrameDecoder:
         return self._convert(frame)
 
     def _assemble(self, targets: Sequence[int], picked: dict[int, tuple[int, np.ndarray]]) -> DecodedFrames:
-        first = picked[targets[0]][1]
-        out = np.empty((len(targets), *first.shape), dtype=np.uint8)
+        shape = (len(targets), *picked[targets[0]][1].shape)
+        # The output lives in a bytearray from the start, so the row's bytes are these bytes: the
+        # frames are copied once, from the converter into place.
+        buffer = bytearray(int(np.prod(shape)))
+        out = np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
         indices = []
         for slot, target in enumerate(targets):
             index, array = picked[target]
@@ -224,6 +237,7 @@ class FrameDecoder:
         times = self.probe.timestamps
         return DecodedFrames(
             frames=out,
+            buffer=buffer,
             indices=indices,
             timestamps=[times[i] for i in indices],
             rotation=self._rotation,

@@ -91,19 +91,24 @@ class WorkerPool:
 
     def run(self, tasks: Iterable[VideoTask]) -> Iterator[VideoResult]:
         queue = iter(tasks)
-        exhausted = False
         while True:
-            for worker in self._workers:
-                if worker.task is None and not exhausted:
-                    task = next(queue, None)
-                    if task is None:
-                        exhausted = True
-                    else:
-                        self._assign(worker, task)
+            self._fill(queue)
             busy = [w for w in self._workers if w.task is not None]
             if not busy:
                 return
-            yield from self._collect(busy)
+            results = list(self._collect(busy))
+            # Idle workers get their next video before the caller spends time on these results
+            # (assembling, writing a shard), so decoding never waits for the writer.
+            self._fill(queue)
+            yield from results
+
+    def _fill(self, queue: Iterator[VideoTask]) -> None:
+        for worker in self._workers:
+            if worker.task is None:
+                task = next(queue, None)
+                if task is None:
+                    return
+                self._assign(worker, task)
 
     def _assign(self, worker: _Worker, task: VideoTask) -> None:
         for _ in range(3):

@@ -47,8 +47,10 @@ class VideoProbe:
 
     @cached_property
     def timestamps(self) -> list[float]:
-        tb = self.time_base
-        return [float(p * tb) for p in self.pts]
+        # Integer multiply then one true division: the same float as Fraction arithmetic gives
+        # (a correctly rounded quotient), at a tenth of the cost on long videos.
+        num, den = self.time_base.numerator, self.time_base.denominator
+        return [p * num / den for p in self.pts]
 
     @property
     def fps(self) -> float:

@@ -44,7 +44,7 @@ class VideoResult:
     uri: str
     status: Literal["ok", "failed"]
     error: str | None = None
-    frames: bytes | None = None
+    frames: bytes | bytearray | None = None
     shape: tuple[int, int, int, int] | None = None
     frame_indices: list[int] | None = None
     timestamps: list[float] | None = None
@@ -110,7 +110,7 @@ def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list
         id=task.id,
         uri=task.uri,
         status="ok",
-        frames=decoded.frames.tobytes(),
+        frames=decoded.buffer,
         shape=tuple(decoded.frames.shape),
         frame_indices=decoded.indices,
         timestamps=decoded.timestamps,
