@@ -3,7 +3,8 @@
 naive: what Dynamo's example loader does, one forward decode from frame 0 up to the last wanted
 index, converting the wanted frames on the way. It uses the same single-threaded decoder and the
 same reused swscale BILINEAR reformatter as videoproc, so the comparison is about which frames get
-decoded, nothing else. The conversion is videoproc's own FrameConverter (one thread, no rotation), so
+decoded, nothing else. The conversion is videoproc's own FrameConverter (one thread, the display
+rotation applied as videoproc applies it, so both produce the same picture), so
 whatever the resize does, both pay the same for it, and exact mode's frames must equal these.
 
 ffmpeg_null: the FFmpeg CLI decoding every frame to the null muxer with one thread, the cost of a
@@ -43,7 +44,7 @@ def naive_decode(path: str, targets: Sequence[int], *, size: tuple[int, int]) ->
     kept: dict[int, np.ndarray] = {}
     width, height = size
     plan = plan_resize(width, height, size=size, mode="stretch")  # stretch ignores the source size
-    convert = FrameConverter(plan, rotation=0, threads=1)
+    convert = None
     decoded = 0
     errors = [0]
     with av.open(path, metadata_errors="ignore") as container:
@@ -53,6 +54,8 @@ def naive_decode(path: str, targets: Sequence[int], *, size: tuple[int, int]) ->
         for index, frame in _frames(container, stream, errors):
             decoded += 1
             if index in wanted:
+                if convert is None:  # built at the first frame, which carries the display rotation
+                    convert = FrameConverter(plan, rotation=(-int(frame.rotation or 0)) % 360, threads=1)
                 kept[index] = convert(frame)
             if index >= last:
                 break

@@ -20,6 +20,7 @@ from videoproc.process import VideoResult, VideoTask, failed
 
 FAULT_ENV = "VIDEOPROC_TEST_FAULTS"
 START_TIMEOUT_S = 120.0
+WORKER_NICENESS = 5
 _READY = "ready"
 _START_FAILED = (
     "a worker process failed to start (see its output above); a script that starts a job must do "
@@ -47,6 +48,10 @@ def _worker_main(conn: Connection, config: WorkerConfig) -> None:
     # The parent handles Ctrl-C for the whole run; a worker interrupted mid-video would only
     # produce a confusing traceback per process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers yield the CPU to the parent, the one process that writes shards: with as many
+    # workers as cores, an equal-priority parent waits its turn for every write, and the single
+    # writer is what would make the pool wait.
+    os.nice(WORKER_NICENESS)
     conn.send(_READY)
     while True:
         try:
