@@ -136,7 +136,7 @@ def test_the_command_refuses_a_folder_that_is_no_output(tmp_path):
     assert result.exit_code == 2
     assert "is neither a preprocess output (no _videoproc/run.json) nor a generation output" in result.output
     result = CliRunner().invoke(inspect_cmd, [str(tmp_path), "--storage-options", "[1]"])
-    assert result.exit_code == 2 and "--storage-options must be a JSON object (got '[1]')" in result.output
+    assert result.exit_code == 2 and "--storage-options must be a JSON object like '{\"anon\": true}' (got '[1]')" in result.output
 
 
 # Generation outputs: OUTPUT/videos/<id>.mp4, records, run.json.

@@ -228,7 +228,7 @@ def test_output_is_required():
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("{not json", r"--storage-options must be a JSON object \(got '\{not json'\)"), ("[1, 2]", r"--storage-options must be a JSON object like")],
+    [("{not json", r"--storage-options must be a JSON object \(got '\{not json': Expecting"), ("[1, 2]", r"--storage-options must be a JSON object like")],
 )
 def test_storage_options_must_be_a_json_object(value, message):
     with pytest.raises(OptionsError, match=message):

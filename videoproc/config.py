@@ -3,7 +3,6 @@ with dashes or underscores; flags given on the command line override it."""
 
 from __future__ import annotations
 
-import json
 import tomllib
 from typing import Any
 
@@ -14,6 +13,7 @@ from videoproc.options import (
     SourceOptions,
     VideoOptions,
     parse_bytes,
+    parse_json_object,
     parse_size,
 )
 
@@ -71,7 +71,7 @@ def _video(values: dict[str, Any]) -> VideoOptions:
 def _source(values: dict[str, Any]) -> SourceOptions:
     kwargs = {k: values[k] for k in _SOURCE_PLAIN if k in values}
     if "storage_options" in values:
-        kwargs["storage_options"] = _json_object(values["storage_options"])
+        kwargs["storage_options"] = parse_json_object(values["storage_options"])
     if "allowed_domains" in values:
         domains = values["allowed_domains"]
         kwargs["allowed_domains"] = tuple(d.strip().lower() for d in (domains.split(",") if isinstance(domains, str) else domains) if d.strip())
@@ -79,15 +79,3 @@ def _source(values: dict[str, Any]) -> SourceOptions:
         if name in values:
             kwargs[name] = parse_bytes(values[name])
     return SourceOptions(**kwargs)
-
-
-def _json_object(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise OptionsError(f"--storage-options must be a JSON object (got {value!r}): {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise OptionsError(f"--storage-options must be a JSON object like '{{\"anon\": true}}' (got {value!r})")
-    return parsed

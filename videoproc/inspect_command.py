@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
+
+from videoproc.errors import OptionsError
+from videoproc.options import parse_json_object
 
 EXIT_BAD_INPUT = 2
 
@@ -29,11 +31,11 @@ def inspect_cmd(output: str, sheet_path: str, html_path: str | None, sample: int
     from videoproc.read.units import ReadError
 
     try:
-        options = _storage_options(storage_options)
+        options = parse_json_object(storage_options)
         inspection = inspect_output(output, sample=sample, max_frames=max_frames, seed=seed, storage_options=options)
         if max_side < 1:
             raise ReadError(f"max_side must be a positive pixel count (got {max_side}); e.g. --max-side 128")
-    except ReadError as exc:
+    except (ReadError, OptionsError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     click.echo(format_table(inspection))
@@ -42,17 +44,3 @@ def inspect_cmd(output: str, sheet_path: str, html_path: str | None, sample: int
     if html_path:
         write_html(inspection, html_path, max_side=max_side)
         click.echo(f"html report: {html_path}")
-
-
-def _storage_options(text: str | None) -> dict:
-    from videoproc.read.units import ReadError
-
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReadError(f"--storage-options must be a JSON object (got {text!r}: {exc.msg})") from exc
-    if not isinstance(value, dict):
-        raise ReadError(f"--storage-options must be a JSON object (got {text!r}); e.g. '{{\"anon\": true}}'")
-    return value

@@ -8,6 +8,7 @@ follow Dynamo's decoder config (fps, num_frames, max_frames, strict, max_alloc).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -156,6 +157,21 @@ class PreprocessOptions:
         data = dataclasses.asdict(self)
         data["source"]["storage_options"] = sorted(self.source.storage_options)  # keys only: secrets
         return data
+
+
+def parse_json_object(value: Any, *, name: str = "--storage-options") -> dict[str, Any]:
+    """A JSON object given as text (a flag) or already parsed (a job file); {} for nothing."""
+    if isinstance(value, dict):
+        return value
+    if value is None or value == "":
+        return {}
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise OptionsError(f"{name} must be a JSON object (got {value!r}: {exc.msg}); e.g. '{{\"anon\": true}}'") from None
+    if not isinstance(parsed, dict):
+        raise OptionsError(f"{name} must be a JSON object like '{{\"anon\": true}}' (got {value!r})")
+    return parsed
 
 
 def parse_size(text: str) -> tuple[int, int] | None:

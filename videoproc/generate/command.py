@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from videoproc.options import parse_json_object
 from videoproc.generate.options import DEVICES, DTYPES, ENGINES, EXECUTORS, FITS, GenerateOptions, Limits
 
 EXIT_REFUSED = 2
@@ -48,7 +48,7 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
         opts = GenerateOptions(
             queue=queue, output=output, models=tuple(models), engine=engine, device=device, dtype=dtype, fit=fit,
             limits=Limits(max_width=max_width, max_height=max_height, max_frames=max_frames),
-            storage_options=_json_object(storage_options), progress=progress,
+            storage_options=parse_json_object(storage_options), progress=progress,
             executor=executor, ray_address=ray_address, ray_actors=ray_actors,
         )
         summary = run(opts)
@@ -66,13 +66,3 @@ def _exit_code(summary) -> int:
     if summary.not_run:
         return EXIT_INCOMPLETE
     return EXIT_SOME_FAILED if summary.failed else 0
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--storage-options {text!r} is not JSON ({exc.msg}); pass e.g. '{{\"anon\": true}}'") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"--storage-options {text!r} must be a JSON object; pass e.g. '{{\"anon\": true}}'")
-    return value
