@@ -166,3 +166,23 @@ def test_status_reports_progress_and_options(tmp_path):
     text = format_status(info)
     assert "1/1 committed" in text and "file not found" in text and "num_frames=4" in text
     assert not read_status(str(tmp_path / "empty"))["exists"]
+
+
+def test_ctrl_c_exits_130_leaves_no_partial_file_and_resumes(tmp_path):
+    manifest = write_manifest(tmp_path / "m.parquet", clip_uris(12))
+    output = tmp_path / "out"
+    args = [manifest, "--output", str(output), "--num-frames", "4", "--size", "32x32",
+            "--shard-size", "4", "--workers", "2", "--progress", "off"]
+    proc = cli(*args, env=os.environ | {"VIDEOPROC_TEST_WRITE_DELAY": "1"})
+    deadline = time.monotonic() + 60
+    while not shard_writing(output) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert "interrupted; run the same command again to resume" in err.decode()
+    assert not shard_writing(output)
+    again = cli(*args)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    assert read_rows(output).num_rows == 12

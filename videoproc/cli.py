@@ -2,7 +2,7 @@
 
 Exit codes (preprocess): 0 finished, every row ok; 3 finished, some rows failed (see the summary);
 4 incomplete, some shards could not be written (re-run to finish); 2 bad options, manifest or a
-refused resume, before any work; 1 crashed.
+refused resume, before any work; 130 interrupted (Ctrl-C); 1 crashed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from videoproc.config import build_options, load_config
 from videoproc.errors import ManifestError, OptionsError, ResumeError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -75,6 +76,10 @@ def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
     except (OptionsError, ManifestError, ResumeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        # Committed shards stay committed; half-written ones were discarded on the way out.
+        click.echo("interrupted; run the same command again to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     done = report.summary["rows_ok"] + report.summary["rows_failed"]
     click.echo(format_summary(report.summary, throughput=done / max(time.monotonic() - started, 1e-9)))
     sys.exit(report.exit_code)

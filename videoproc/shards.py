@@ -82,6 +82,13 @@ class ShardAssembler:
 
     def finish(self) -> ShardOutcome:
         """Close the shard file and publish it, retrying storage errors a bounded number of times."""
+        try:
+            return self._finish()
+        except BaseException:  # interrupted mid-write: leave no temporary file behind
+            self._writer.abort()
+            raise
+
+    def _finish(self) -> ShardOutcome:
         started = time.monotonic()
         self._writer.close()
         error = None
