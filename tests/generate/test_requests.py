@@ -107,7 +107,7 @@ def test_frame_precedence_seconds_times_fps():
 
 
 def test_seconds_alone_uses_fps_24():
-    request = resolve({"prompt": "p", "seconds": "3"})  # OpenAI-style queues store seconds as text
+    request = resolve({"prompt": "p", "seconds": "3"})  # queues in the video API request format store seconds as text
     assert (request.num_frames, request.fps) == (73, 24)
     assert request.adjustment == "72 frames rounded to 73 (4k+1)"
 
