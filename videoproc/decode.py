@@ -97,11 +97,15 @@ class FrameDecoder:
             self._start_without_seek(target, keyframe)
         elif self._frames is None or target <= self._position or keyframe > self._position + 1:
             self._seek_to(target, keyframe)
-        for index, frame in self._forward():
+        # A plain loop over _next_frame rather than the _forward generator: this runs once per
+        # decoded frame, and a generator layer per frame is measurable on short clips.
+        while (item := self._next_frame()) is not None:
+            index, frame = item
+            self._position = index
             if index > target:
                 self._unread(index, frame)
                 break
-            self._last_good = (index, frame)
+            self._last_good = item
             if index == target:
                 return index, self._to_array(frame)
         return self._substitute(target)
