@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import GENERATED_DIR, REAL_DIR
-from tests.servers.ray_cluster import RayCluster, foreign_connections
+from tests.servers.ray_cluster import RayCluster, foreign_connections, process_cmdline
 from videoproc import storage
 from videoproc.config import build_options
 from videoproc.errors import OptionsError
@@ -173,20 +173,12 @@ def _kill_when_busy(cluster: RayCluster, node, killed: threading.Event) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         pids = cluster.node_pids(node)
-        servers = {pid for pid in pids if b"forkserver" in _cmdline(pid)}
+        servers = {pid for pid in pids if b"forkserver" in process_cmdline(pid)}
         if any(_parent(pid) in servers for pid in pids):
             cluster.kill_node(node)
             killed.set()
             return
         time.sleep(0.05)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def _parent(pid: int) -> int | None:

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from gen_helpers import read_records, write_queue
-from tests.servers.ray_cluster import RayCluster
+from tests.servers.ray_cluster import RayCluster, process_cmdline
 from videoproc.errors import OptionsError
 from videoproc.generate import GenerateOptions, run
 from videoproc.generate.command import generate
@@ -186,19 +186,11 @@ def _kill_busy_actor(cluster: RayCluster, killed: list[int]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for pid in cluster.all_pids():
-            if _cmdline(pid).startswith(b"ray::RequestActor.run"):
+            if process_cmdline(pid).startswith(b"ray::RequestActor.run"):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 return
         time.sleep(0.05)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 @pytest.mark.ray
