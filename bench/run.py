@@ -50,7 +50,8 @@ DEFAULT_RESULTS = os.path.join(HERE, "results", "latest.md")
 NUM_FRAMES = 16
 SIZE = (224, 224)
 FAST_ROUND_S = 0.5  # a round of all methods faster than this is repeated more: timer noise dominates
-FAST_ROUNDS = 9
+FAST_ROUNDS = 15
+MIN_SAMPLE_S = 0.05  # on fast files one sample is the mean of enough calls in a row to last this long
 PARTS = ("files", "throughput", "rss", "profile")
 
 
@@ -86,14 +87,17 @@ def probe_only(path: str) -> tuple[int, int, list[int], str]:
     return info.num_frames, len(info.keyframes), targets, info.codec
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
-    """(wall s, CPU s of this process and its waited-for children, fn's value or the exception)."""
+def timed(fn: Callable[[], object], calls: int = 1) -> tuple[float, float, object]:
+    """(wall s, CPU s of this process and its waited-for children, per call over `calls` calls in a
+    row, and the last call's value or the exception)."""
     wall, cpu = time.perf_counter(), _cpu_now()
-    try:
-        value: object = fn()
-    except Exception as exc:  # noqa: BLE001 - a failing method is a result to report, not a crash
-        value = exc
-    return time.perf_counter() - wall, _cpu_now() - cpu, value
+    value: object = None
+    for _ in range(calls):
+        try:
+            value = fn()
+        except Exception as exc:  # noqa: BLE001 - a failing method is a result to report, not a crash
+            value = exc
+    return (time.perf_counter() - wall) / calls, (_cpu_now() - cpu) / calls, value
 
 
 def _cpu_now() -> float:
@@ -130,21 +134,24 @@ def measure_file(video: corpus.BenchVideo, path: str, settings: Settings, log) -
 
 
 def _rounds(methods: dict[str, Callable[[], object]], settings: Settings):
-    """Run every method once per round; fast files get more rounds so the median means something."""
+    """Run every method once per round; fast files get more rounds, each sample averaging several
+    calls, so that a few milliseconds of work are not measured at the timer's and scheduler's noise."""
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
     last: dict[str, object] = {}
+    calls = dict.fromkeys(methods, 1)
     rounds = settings.repeats
     done = 0
     while done < rounds:
         round_s = 0.0
         for name, fn in methods.items():
-            wall, cpu, value = timed(fn)
+            wall, cpu, value = timed(fn, calls[name])
             samples[name].append((wall, cpu))
             last[name] = value
-            round_s += wall
+            round_s += wall * calls[name]
         done += 1
         if done == 1 and round_s < FAST_ROUND_S and not settings.quick:
             rounds = max(rounds, FAST_ROUNDS)
+            calls = {name: max(1, math.ceil(MIN_SAMPLE_S / max(samples[name][0][0], 1e-6))) for name in methods}
     return samples, last
 
 
@@ -398,7 +405,8 @@ def _settings_text(settings: Settings, args: argparse.Namespace) -> dict[str, st
         "corpus": "quick (tiny clips: the numbers mean nothing)" if settings.quick else "full",
         "sampling": f"{NUM_FRAMES} frames uniformly, {SIZE[0]}x{SIZE[1]} through videoproc's FrameConverter for all",
         "decoder threads": "1 for every method (ffmpeg -threads 1)",
-        "runs per method": f"{settings.repeats} (files under {FAST_ROUND_S} s a round: {FAST_ROUNDS})",
+        "runs per method": f"{settings.repeats} (files under {FAST_ROUND_S} s a round: {FAST_ROUNDS}, each "
+                           f"the mean of as many calls in a row as last {MIN_SAMPLE_S} s)",
         "parts": ", ".join(settings.parts),
         "only": " ".join(args.only) if args.only else "all files",
     }

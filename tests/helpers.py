@@ -53,9 +53,10 @@ def decode_file(
     strict: bool = False,
     seek_mode: SeekMode = "exact",
     keyframes: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> tuple[VideoProbe, DecodedFrames]:
-    """Decode `targets` (default: every frame) of the first video stream with one decoder thread.
-    `keyframes` replaces the probe's keyframe list, to imitate a file whose index lies."""
+    """Decode `targets` (default: every frame) of the first video stream, with one decoder thread
+    unless told. `keyframes` replaces the probe's keyframe list, to imitate a file whose index lies."""
     with av.open(path, metadata_errors="ignore") as container:
         info = probe(container)
         if keyframes is not None:
@@ -68,7 +69,7 @@ def decode_file(
             return FrameConverter(plan_resize(*shown, size=size, mode=mode), rotation=rotation)
 
         decoder = FrameDecoder(
-            container, info, strict=strict, autorotate=autorotate, threads=1, make_converter=converter
+            container, info, strict=strict, autorotate=autorotate, threads=threads, make_converter=converter
         )
         wanted = list(range(info.num_frames)) if targets is None else list(targets)
         return info, decoder.decode(wanted, seek_mode=seek_mode)

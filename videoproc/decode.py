@@ -22,6 +22,7 @@ from videoproc.options import SeekMode
 from videoproc.probe import VideoProbe
 from videoproc.probe_index import check_timestamp
 from videoproc.sample import nearest_keyframes
+from videoproc.skip import NonReferenceSkipper
 
 Frame = Any  # av.VideoFrame; kept loose so the converter can be any callable
 
@@ -80,23 +81,42 @@ class FrameDecoder:
         self._pending: tuple[int, Frame] | None = None
         self._position = -1  # presentation index of the last frame taken from the decoder
         self._last_good: tuple[int, Frame] | None = None
+        # Keyframe mode decodes every frame it meets; exact mode sets its targets in decode().
+        self._skipper = NonReferenceSkipper(self.stream.codec_context, codec=probe.codec, keep_pts=None)
 
     def decode(self, targets: Sequence[int], *, seek_mode: SeekMode = "exact") -> DecodedFrames:
-        wanted = sorted(set(targets))
-        if seek_mode == "keyframe":
-            picked = self._decode_keyframes(wanted)
-        else:
-            picked = {t: self._decode_exact(t) for t in wanted}
-        return self._assemble(targets, picked)
+        output = _Output(targets)
+        wanted = sorted(output.slots)
+        if seek_mode == "exact":
+            self._skipper = NonReferenceSkipper(
+                self.stream.codec_context, codec=self.probe.codec, keep_pts=(self.probe.pts[t] for t in wanted)
+            )
+        found = self._decode_keyframes(wanted) if seek_mode == "keyframe" else map(self._decode_exact, wanted)
+        for target, (index, frame) in zip(wanted, found):
+            # Converted and copied into place at once: the converter's frame goes back to FFmpeg's
+            # buffer pool before the next one is made, so a clip's output costs one allocation.
+            output.put(target, index, self._to_array(frame))
+        return output.finish(self.probe.timestamps, rotation=self._rotation, stats=self.stats)
 
     # -- exact mode -------------------------------------------------------------------------
 
-    def _decode_exact(self, target: int) -> tuple[int, np.ndarray]:
+    def _decode_exact(self, target: int) -> tuple[int, Frame]:
         keyframe = self._keyframe_before(target)
         if self._frames is None and keyframe <= self.probe.keyframes[0]:
             self._start_without_seek(target, keyframe)
         elif self._frames is None or target <= self._position or keyframe > self._position + 1:
             self._seek_to(target, keyframe)
+        found = self._walk_to(target)
+        if found is None and self._skipper.stop():
+            # A skipped frame may be what this target needs: the nearest earlier frame when the
+            # target itself is damaged, or the frame an index-built timeline got wrong (decoding
+            # it raises TimelineMismatch). Walk the interval again, decoding everything.
+            self._seek_to(target, keyframe)
+            found = self._walk_to(target)
+        return found if found is not None else self._substitute(target)
+
+    def _walk_to(self, target: int) -> tuple[int, Frame] | None:
+        """Decode forward to `target`; None when a later frame (or the end) comes first."""
         # A plain loop over _next_frame rather than the _forward generator: this runs once per
         # decoded frame, and a generator layer per frame is measurable on short clips.
         while (item := self._next_frame()) is not None:
@@ -104,11 +124,11 @@ class FrameDecoder:
             self._position = index
             if index > target:
                 self._unread(index, frame)
-                break
+                return None
             self._last_good = item
             if index == target:
-                return index, self._to_array(frame)
-        return self._substitute(target)
+                return item
+        return None
 
     def _seek_to(self, target: int, keyframe: int) -> None:
         """Seek so that decoding starts at or before `target`, correcting seeks that overshoot."""
@@ -166,6 +186,7 @@ class FrameDecoder:
     def _decode_packets(self) -> Iterator[tuple[int, Frame]]:
         """Frames in presentation order with their indices; bad packets are counted and skipped."""
         for packet in self.container.demux(self.stream):
+            self._skipper.before(packet)
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
@@ -181,7 +202,7 @@ class FrameDecoder:
             where = f"{float(packet.pts * self.probe.time_base):.3f}s" if packet.pts is not None else "?"
             raise VideoError(f"decode error at t={where} (strict mode): {exc}") from exc
 
-    def _substitute(self, target: int) -> tuple[int, np.ndarray]:
+    def _substitute(self, target: int) -> tuple[int, Frame]:
         """Lenient mode: a target that could not be decoded becomes the nearest earlier good frame."""
         when = f"{self.probe.timestamps[target]:.3f}s"
         if self.strict:
@@ -189,22 +210,16 @@ class FrameDecoder:
         if self._last_good is None or self._last_good[0] > target:
             raise VideoError(f"frame {target} at t={when} and every frame before it failed to decode")
         self.stats.substituted += 1
-        index, frame = self._last_good
-        return index, self._to_array(frame)
+        return self._last_good
 
     # -- keyframe mode ----------------------------------------------------------------------
 
-    def _decode_keyframes(self, wanted: list[int]) -> dict[int, tuple[int, np.ndarray]]:
+    def _decode_keyframes(self, wanted: list[int]) -> Iterator[tuple[int, Frame]]:
         """Approximate mode: the keyframe nearest each target, one seek and one frame each."""
-        picked = {}
         for target, keyframe in zip(wanted, nearest_keyframes(wanted, self.probe.keyframes)):
             self._start_at(keyframe)
             first = next(((i, f) for i, f in self._forward() if i >= keyframe), None)
-            if first is None:
-                picked[target] = self._substitute(target)
-            else:
-                picked[target] = (first[0], self._to_array(first[1]))
-        return picked
+            yield first if first is not None else self._substitute(target)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -227,23 +242,35 @@ class FrameDecoder:
             self._convert = self.make_converter(self._rotation)
         return self._convert(frame)
 
-    def _assemble(self, targets: Sequence[int], picked: dict[int, tuple[int, np.ndarray]]) -> DecodedFrames:
-        shape = (len(targets), *picked[targets[0]][1].shape)
-        # The output lives in a bytearray from the start, so the row's bytes are these bytes: the
-        # frames are copied once, from the converter into place.
-        buffer = bytearray(int(np.prod(shape)))
-        out = np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
-        indices = []
+
+
+class _Output:
+    """The (T, H, W, 3) result filled slot by slot; a target asked for twice fills both slots."""
+
+    def __init__(self, targets: Sequence[int]) -> None:
+        self.slots: dict[int, list[int]] = {}
         for slot, target in enumerate(targets):
-            index, array = picked[target]
-            out[slot] = array
-            indices.append(index)
-        times = self.probe.timestamps
+            self.slots.setdefault(target, []).append(slot)
+        self.count = len(targets)
+        self.indices = [0] * self.count
+        self.buffer: bytearray | None = None
+        self.frames: np.ndarray | None = None
+
+    def put(self, target: int, index: int, array: np.ndarray) -> None:
+        if self.frames is None:
+            # A bytearray from the start, so the row's bytes are these bytes: one copy per slot.
+            self.buffer = bytearray(self.count * array.size)
+            self.frames = np.frombuffer(self.buffer, dtype=np.uint8).reshape(self.count, *array.shape)
+        for slot in self.slots[target]:
+            self.frames[slot] = array
+            self.indices[slot] = index
+
+    def finish(self, times: Sequence[float], *, rotation: int, stats: DecodeStats) -> DecodedFrames:
         return DecodedFrames(
-            frames=out,
-            buffer=buffer,
-            indices=indices,
-            timestamps=[times[i] for i in indices],
-            rotation=self._rotation,
-            stats=self.stats,
+            frames=self.frames,
+            buffer=self.buffer,
+            indices=self.indices,
+            timestamps=[times[i] for i in self.indices],
+            rotation=rotation,
+            stats=stats,
         )

@@ -19,7 +19,7 @@ from videoproc.options import SourceOptions, VideoOptions
 from videoproc.mp4index import is_iso_bmff, video_composition_offsets
 from videoproc.probe import VideoProbe, probe
 from videoproc.probe_index import TimelineMismatch, probe_from_index
-from videoproc.resize import FrameConverter, displayed_size, plan_resize
+from videoproc.resize import FrameConverter, displayed_size, plan_resize, shared_converter
 from videoproc.sample import keyframe_bound, select_indices
 from videoproc.source import open_uri
 
@@ -166,7 +166,7 @@ def _open_container(reader):
 def _converter(info: VideoProbe, rotation: int, video: VideoOptions, threads: int) -> FrameConverter:
     shown_w, shown_h = displayed_size(info.width, info.height, rotation)
     plan = plan_resize(shown_w, shown_h, size=video.size, mode=video.resize_mode)
-    return FrameConverter(plan, rotation=rotation, threads=1 if threads <= 1 else 0)
+    return shared_converter(plan, rotation=rotation, threads=1 if threads <= 1 else 0)
 
 
 def _check_alloc(info: VideoProbe, count: int, video: VideoOptions) -> None:
