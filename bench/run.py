@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import pstats
+import random
 import resource
 import statistics
 import subprocess
@@ -50,8 +51,8 @@ DEFAULT_RESULTS = os.path.join(HERE, "results", "latest.md")
 NUM_FRAMES = 16
 SIZE = (224, 224)
 FAST_ROUND_S = 0.5  # a round of all methods faster than this is repeated more: timer noise dominates
-FAST_ROUNDS = 15
-MIN_SAMPLE_S = 0.05  # on fast files one sample is the mean of enough calls in a row to last this long
+FAST_ROUNDS = 21
+MIN_SAMPLE_S = 0.2  # on fast files one sample is the mean of enough calls in a row to last this long
 PARTS = ("files", "throughput", "rss", "profile")
 
 
@@ -134,24 +135,30 @@ def measure_file(video: corpus.BenchVideo, path: str, settings: Settings, log) -
 
 
 def _rounds(methods: dict[str, Callable[[], object]], settings: Settings):
-    """Run every method once per round; fast files get more rounds, each sample averaging several
-    calls, so that a few milliseconds of work are not measured at the timer's and scheduler's noise."""
+    """Run every method once per round, in a shuffled order (seeded) so that no method always
+    follows the FFmpeg subprocess or a cache-warming neighbour. Fast files get more rounds, each
+    sample the mean of several calls, so a few milliseconds of work are not measured at the timer's
+    and scheduler's noise; their first, calibrating round is not counted."""
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
     last: dict[str, object] = {}
     calls = dict.fromkeys(methods, 1)
-    rounds = settings.repeats
-    done = 0
+    order = list(methods)
+    shuffle = random.Random(0).shuffle
+    rounds, done, calibrating = settings.repeats, 0, not settings.quick
     while done < rounds:
         round_s = 0.0
-        for name, fn in methods.items():
-            wall, cpu, value = timed(fn, calls[name])
+        for name in order:
+            wall, cpu, value = timed(methods[name], calls[name])
             samples[name].append((wall, cpu))
             last[name] = value
             round_s += wall * calls[name]
         done += 1
-        if done == 1 and round_s < FAST_ROUND_S and not settings.quick:
-            rounds = max(rounds, FAST_ROUNDS)
+        shuffle(order)
+        if calibrating and round_s < FAST_ROUND_S:
             calls = {name: max(1, math.ceil(MIN_SAMPLE_S / max(samples[name][0][0], 1e-6))) for name in methods}
+            samples = {name: [] for name in methods}
+            rounds, done = FAST_ROUNDS, 0
+        calibrating = False
     return samples, last
 
 

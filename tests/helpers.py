@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 
 from videoproc.decode import DecodedFrames, FrameDecoder
 from videoproc.options import ResizeMode, SeekMode
-from videoproc.probe import VideoProbe, probe
+from videoproc.packets import KEEP_PACKETS_BYTES
+from videoproc.probe import VideoProbe, probe_keeping_packets
 from videoproc.resize import FrameConverter, displayed_size, plan_resize
 from videoproc.testmedia import Clip, _x264, ffmpeg_exe
 
@@ -54,11 +55,13 @@ def decode_file(
     seek_mode: SeekMode = "exact",
     keyframes: Sequence[int] | None = None,
     threads: int = 1,
+    keep_packets: bool = False,
 ) -> tuple[VideoProbe, DecodedFrames]:
     """Decode `targets` (default: every frame) of the first video stream, with one decoder thread
-    unless told. `keyframes` replaces the probe's keyframe list, to imitate a file whose index lies."""
+    unless told. `keyframes` replaces the probe's keyframe list, to imitate a file whose index lies.
+    `keep_packets` decodes the packets the probe read instead of reading the file again."""
     with av.open(path, metadata_errors="ignore") as container:
-        info = probe(container)
+        info, packets = probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES if keep_packets else 0)
         if keyframes is not None:
             import dataclasses
 
@@ -69,7 +72,8 @@ def decode_file(
             return FrameConverter(plan_resize(*shown, size=size, mode=mode), rotation=rotation)
 
         decoder = FrameDecoder(
-            container, info, strict=strict, autorotate=autorotate, threads=threads, make_converter=converter
+            container, info, strict=strict, autorotate=autorotate, threads=threads, make_converter=converter,
+            packets=packets,
         )
         wanted = list(range(info.num_frames)) if targets is None else list(targets)
         return info, decoder.decode(wanted, seek_mode=seek_mode)

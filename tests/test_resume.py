@@ -186,3 +186,23 @@ def test_ctrl_c_exits_130_leaves_no_partial_file_and_resumes(tmp_path):
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err.decode()
     assert read_rows(output).num_rows == 12
+
+
+def test_shard_write_time_counts_the_publish_once(tmp_path, monkeypatch):
+    import json
+
+    import videoproc.storage
+
+    publish = videoproc.storage.put_file_atomic
+
+    def slow_publish(*args, **kwargs):
+        time.sleep(0.5)
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(videoproc.storage, "put_file_atomic", slow_publish)
+    manifest = write_manifest(tmp_path / "m.parquet", clip_uris(2))
+    run_preprocess(options(manifest, tmp_path / "out", workers=1, shard_size=2))
+    with open(tmp_path / "out" / "_videoproc" / "shards" / "part-00000.json") as f:
+        stats = json.load(f)
+    assert 0.5 <= stats["write_s"] < 0.9, stats  # counted twice it would be over 1 s
+    assert stats["write_s"] <= stats["wall_s"]

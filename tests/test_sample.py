@@ -56,6 +56,16 @@ def test_uniform_indices_follow_numpy_linspace(n, count):
     assert got == sorted(got) and got[0] == 0 and got[-1] == n - 1
 
 
+def test_uniform_indices_equal_numpy_linspace_everywhere():
+    # Every frame count up to 600 and every sample count up to 64, plus long videos: the pure-Python
+    # arithmetic must never round differently from numpy's.
+    cases = [(n, c) for n in range(1, 601) for c in range(2, 65)]
+    cases += [(n, c) for n in (18000, 107892, 10**6 + 7) for c in (2, 3, 16, 17, 100, 1000, 4097)]
+    for n, count in cases:
+        expected = [int(i) for i in np.linspace(0, n - 1, count).round()]
+        assert uniform_indices(n, count) == expected, (n, count)
+
+
 def test_uniform_indices_refuse_an_empty_video():
     with pytest.raises(ValueError, match=r"at least one frame to sample from \(got n=0\)"):
         uniform_indices(0, 4)

@@ -101,7 +101,10 @@ def packet(pts):
 
 def test_skip_frame_changes_only_when_the_decision_does():
     context = SimpleNamespace(skip_frame="DEFAULT")
-    skipper = NonReferenceSkipper(context, codec="h264", keep_pts=[30, 60])
+    skipper = NonReferenceSkipper(context, codec="h264")
+    skipper.before(packet(0))
+    assert context.skip_frame == "DEFAULT"  # off until told what to keep
+    skipper.keep_only([30, 60])
     seen = []
     for pts in (0, 10, 20, 30, None, 40, 60, 70):
         skipper.before(packet(pts))
@@ -118,7 +121,9 @@ def test_skip_frame_changes_only_when_the_decision_does():
 @pytest.mark.parametrize(("codec", "keep"), [("vp9", [1]), ("libdav1d", [1]), ("h264", None)])
 def test_skipper_is_inactive_where_it_cannot_help(codec, keep):
     context = SimpleNamespace(skip_frame="DEFAULT")
-    skipper = NonReferenceSkipper(context, codec=codec, keep_pts=keep)
+    skipper = NonReferenceSkipper(context, codec=codec)
+    if keep is not None:
+        skipper.keep_only(keep)
     skipper.before(packet(5))
     assert context.skip_frame == "DEFAULT"
     assert skipper.stop() is False
@@ -126,7 +131,8 @@ def test_skipper_is_inactive_where_it_cannot_help(codec, keep):
 
 def test_nothing_to_skip_means_no_second_walk():
     context = SimpleNamespace(skip_frame="DEFAULT")
-    skipper = NonReferenceSkipper(context, codec="hevc", keep_pts=[0, 1, 2])
+    skipper = NonReferenceSkipper(context, codec="hevc")
+    skipper.keep_only([0, 1, 2])
     for pts in (0, 1, 2):
         skipper.before(packet(pts))
     assert context.skip_frame == "DEFAULT" and skipper.stop() is False

@@ -10,7 +10,7 @@ corrected by seeking to an earlier keyframe, never by returning a neighbouring f
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from videoproc.errors import VideoError
 from videoproc.options import SeekMode
+from videoproc.packets import ContainerPackets, KeptPackets
 from videoproc.probe import VideoProbe
 from videoproc.probe_index import check_timestamp
 from videoproc.sample import nearest_keyframes
@@ -54,6 +55,7 @@ class FrameDecoder:
 
     `make_converter(rotation)` is called once, with the clockwise display rotation of the first
     decoded frame, and returns the frame-to-array function used for every returned frame.
+    `packets`, the stream's packets as the probe read them, are decoded instead of the file's.
     """
 
     def __init__(
@@ -65,10 +67,12 @@ class FrameDecoder:
         autorotate: bool,
         threads: int,
         make_converter: Callable[[int], Callable[[Frame], np.ndarray]],
+        packets: Sequence[av.Packet] | None = None,
     ) -> None:
         self.container = container
         self.probe = probe
         self.stream = container.streams[probe.stream_index]
+        self._source = KeptPackets(packets, self.stream) if packets is not None else ContainerPackets(container, self.stream)
         self.stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         self.stream.thread_count = threads
         self.strict = strict
@@ -81,16 +85,14 @@ class FrameDecoder:
         self._pending: tuple[int, Frame] | None = None
         self._position = -1  # presentation index of the last frame taken from the decoder
         self._last_good: tuple[int, Frame] | None = None
-        # Keyframe mode decodes every frame it meets; exact mode sets its targets in decode().
-        self._skipper = NonReferenceSkipper(self.stream.codec_context, codec=probe.codec, keep_pts=None)
+        # Keyframe mode decodes every frame it meets; exact mode names its targets in decode().
+        self._skipper = NonReferenceSkipper(self.stream.codec_context, codec=probe.codec)
 
     def decode(self, targets: Sequence[int], *, seek_mode: SeekMode = "exact") -> DecodedFrames:
         output = _Output(targets)
         wanted = sorted(output.slots)
         if seek_mode == "exact":
-            self._skipper = NonReferenceSkipper(
-                self.stream.codec_context, codec=self.probe.codec, keep_pts=(self.probe.pts[t] for t in wanted)
-            )
+            self._skipper.keep_only(self.probe.pts[t] for t in wanted)
         found = self._decode_keyframes(wanted) if seek_mode == "keyframe" else map(self._decode_exact, wanted)
         for target, (index, frame) in zip(wanted, found):
             # Converted and copied into place at once: the converter's frame goes back to FFmpeg's
@@ -142,19 +144,15 @@ class FrameDecoder:
 
     def _start_without_seek(self, target: int, keyframe: int) -> None:
         """A fresh container is at the start of the stream: decode from there without a seek."""
-        self._frames = self._decode_packets()
+        self._frames = self._decode_packets(self._source.from_start())
         first = self._peek()
         if first is not None and first[0] > target:
             self._seek_to(target, keyframe)
 
     def _start_at(self, keyframe: int | None) -> None:
         self.stats.seeks += 1
-        if keyframe is None:
-            self.container.seek(0, backward=True, any_frame=False)
-        else:
-            pts = self.probe.pts[keyframe]
-            self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
-        self._frames = self._decode_packets()
+        packets = self._source.seek(None if keyframe is None else self.probe.pts[keyframe])
+        self._frames = self._decode_packets(packets)
         self._pending = None
         self._position = -1
 
@@ -183,18 +181,19 @@ class FrameDecoder:
             return item
         return next(self._frames, None) if self._frames is not None else None
 
-    def _decode_packets(self) -> Iterator[tuple[int, Frame]]:
+    def _decode_packets(self, packets: Iterable[av.Packet]) -> Iterator[tuple[int, Frame]]:
         """Frames in presentation order with their indices; bad packets are counted and skipped."""
-        for packet in self.container.demux(self.stream):
-            self._skipper.before(packet)
+        stats, skip, index_of = self.stats, self._skipper.before, self._index_of  # per packet: locals
+        for packet in packets:
+            skip(packet)
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
                 self._record_error(packet, exc)
                 continue
             for frame in frames:
-                self.stats.frames_decoded += 1
-                yield self._index_of(frame), frame
+                stats.frames_decoded += 1
+                yield index_of(frame), frame
 
     def _record_error(self, packet, exc: Exception) -> None:
         self.stats.decode_errors += 1
@@ -229,11 +228,13 @@ class FrameDecoder:
         return keyframes[k] if k >= 0 else 0
 
     def _index_of(self, frame: Frame) -> int:
-        ts = frame.pts if frame.pts is not None else frame.dts
-        if ts is None:
+        ts = frame.pts
+        if ts is None and (ts := frame.dts) is None:
             return self._position + 1
-        index = max(bisect.bisect_right(self.probe.pts, ts) - 1, 0)
-        check_timestamp(self.probe, index, ts)
+        timeline = self.probe.pts
+        index = max(bisect.bisect_right(timeline, ts) - 1, 0)
+        if timeline[index] != ts:
+            check_timestamp(self.probe, index, ts)
         return index
 
     def _to_array(self, frame: Frame) -> np.ndarray:

@@ -79,12 +79,21 @@ def check_not_still_image(container: av.container.InputContainer) -> None:
 
 def probe(container: av.container.InputContainer) -> VideoProbe:
     """Scan the packets of the first video stream (no decoding) and build its timeline."""
+    return probe_keeping_packets(container, max_bytes=0)[0]
+
+
+def probe_keeping_packets(
+    container: av.container.InputContainer, *, max_bytes: int
+) -> tuple[VideoProbe, list[av.Packet] | None]:
+    """probe(), also returning the stream's packets in demux order when they total at most
+    `max_bytes`, so that decoding replays them instead of seeking back and reading the file again.
+    None (and the container rewound) when they are larger."""
     check_not_still_image(container)
     stream = first_video_stream(container)
-    entries = _scan_packets(container, stream)
+    entries, packets = _scan_packets(container, stream, max_bytes=max_bytes)
     if not entries:
         raise VideoError("the video stream has no frames (zero packets with a timestamp)")
-    return timeline_probe(container, stream, entries, source="scan")
+    return timeline_probe(container, stream, entries, source="scan"), packets
 
 
 def timeline_probe(
@@ -107,11 +116,20 @@ def timeline_probe(
     )
 
 
-def _scan_packets(container, stream) -> list[tuple[int, bool, int]]:
-    """(pts, is_keyframe, duration) per frame-carrying packet of `stream`, in decode order."""
+def _scan_packets(container, stream, *, max_bytes: int) -> tuple[list[tuple[int, bool, int]], list | None]:
+    """(pts, is_keyframe, duration) per frame-carrying packet of `stream`, in decode order, and the
+    packets themselves (the end-of-stream marker left out) while they fit in `max_bytes`."""
     entries = []
+    packets: list | None = [] if max_bytes > 0 else None
+    kept = 0
     try:
         for packet in container.demux(stream):
+            if packets is not None and packet.size:
+                kept += packet.size
+                if kept > max_bytes:
+                    packets = None
+                else:
+                    packets.append(packet)
             ts = packet.pts if packet.pts is not None else packet.dts
             # Packets outside an MP4 edit list are decoded for reference but never shown.
             if packet.size == 0 or ts is None or packet.is_discard:
@@ -121,9 +139,9 @@ def _scan_packets(container, stream) -> list[tuple[int, bool, int]]:
         # A damaged tail ends the scan; frames up to it are still real and decodable.
         if not entries:
             raise
-    if entries:
+    if entries and packets is None:
         container.seek(0, stream=stream, backward=True)
-    return entries
+    return entries, packets
 
 
 def _drop_duplicate_pts(entries: list[tuple[int, bool, int]]) -> list[tuple[int, bool, int]]:

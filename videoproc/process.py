@@ -17,7 +17,8 @@ from videoproc.decode import DecodedFrames, FrameDecoder
 from videoproc.errors import VideoError
 from videoproc.options import SourceOptions, VideoOptions
 from videoproc.mp4index import is_iso_bmff, video_composition_offsets
-from videoproc.probe import VideoProbe, probe
+from videoproc.packets import KEEP_PACKETS_BYTES
+from videoproc.probe import VideoProbe, probe_keeping_packets
 from videoproc.probe_index import TimelineMismatch, probe_from_index
 from videoproc.resize import FrameConverter, displayed_size, plan_resize, shared_converter
 from videoproc.sample import keyframe_bound, select_indices
@@ -90,16 +91,16 @@ def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> V
     offsets = _mp4_offsets(reader)
     with _open_container(reader) as container:
         index_probe = probe_from_index(container, offsets, file_size=reader.size()) if offsets is not None else None
-        info = index_probe or probe(container)
+        info, packets = (index_probe, None) if index_probe else probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES)
         targets = _targets(info, video)
         try:
-            decoded = _decode(container, info, targets, video=video, threads=threads)
+            decoded = _decode(container, info, targets, packets, video=video, threads=threads)
         except TimelineMismatch:
             # The container's tables disagree with its packets; take the slow, certain path.
             container.seek(0)
-            info = probe(container)
+            info, packets = probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES)
             targets = _targets(info, video)
-            decoded = _decode(container, info, targets, video=video, threads=threads)
+            decoded = _decode(container, info, targets, packets, video=video, threads=threads)
     return _ok(task, decoded, info, targets, bytes_read=reader.bytes_read)
 
 
@@ -134,7 +135,7 @@ def _targets(info: VideoProbe, video: VideoOptions) -> list[int]:
     return targets
 
 
-def _decode(container, info: VideoProbe, targets: list[int], *, video: VideoOptions, threads: int):
+def _decode(container, info: VideoProbe, targets: list[int], packets, *, video: VideoOptions, threads: int):
     decoder = FrameDecoder(
         container,
         info,
@@ -142,6 +143,7 @@ def _decode(container, info: VideoProbe, targets: list[int], *, video: VideoOpti
         autorotate=video.autorotate,
         threads=threads,
         make_converter=lambda rotation: _converter(info, rotation, video, threads),
+        packets=packets,
     )
     return decoder.decode(targets, seek_mode=video.seek_mode)
 

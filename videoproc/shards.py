@@ -89,7 +89,6 @@ class ShardAssembler:
             raise
 
     def _finish(self) -> ShardOutcome:
-        started = time.monotonic()
         self._writer.close()
         error = None
         for attempt in range(self.write_retries + 1):
@@ -103,7 +102,8 @@ class ShardAssembler:
             self._writer.abort()
             return ShardOutcome(shard=self.work.shard, stats=None, error=error)
         wall_s = time.monotonic() - self.started
-        stats = self._stats.as_dict(self.work, write_s=self._writer.seconds + time.monotonic() - started, wall_s=wall_s)
+        # The writer's own clock covers its flushes, close and publish; backoff sleeps are not writing.
+        stats = self._stats.as_dict(self.work, write_s=self._writer.seconds, wall_s=wall_s)
         return ShardOutcome(shard=self.work.shard, stats=stats)
 
     def abort(self) -> None:

@@ -20,14 +20,20 @@ NONREF_SKIP_CODECS = frozenset({"h264", "hevc"})
 
 class NonReferenceSkipper:
     """Sets `skip_frame` before each packet: skip non-reference pictures unless the packet's
-    timestamp is one to keep. Inactive with keep_pts None or a codec outside NONREF_SKIP_CODECS."""
+    timestamp is one to keep. Off until `keep_only` is called, and for codecs outside
+    NONREF_SKIP_CODECS."""
 
-    def __init__(self, codec_context, *, codec: str, keep_pts: Iterable[int] | None) -> None:
+    def __init__(self, codec_context, *, codec: str) -> None:
         self.context = codec_context
-        active = keep_pts is not None and codec in NONREF_SKIP_CODECS
-        self.keep: frozenset[int] | None = frozenset(keep_pts) if active else None
+        self.codec = codec
+        self.keep: frozenset[int] | None = None
         self.skipping = False
         self.packets_skippable = 0  # packets sent while skipping was on
+
+    def keep_only(self, pts: Iterable[int]) -> None:
+        """From now on, skip every non-reference picture whose timestamp is not in `pts`."""
+        if self.codec in NONREF_SKIP_CODECS:
+            self.keep = frozenset(pts)
 
     def before(self, packet) -> None:
         if self.keep is None:
