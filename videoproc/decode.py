@@ -72,7 +72,9 @@ class FrameDecoder:
         self.container = container
         self.probe = probe
         self.stream = container.streams[probe.stream_index]
-        self._source = KeptPackets(packets, self.stream) if packets is not None else ContainerPackets(container, self.stream)
+        self._source = (
+            KeptPackets(packets, self.stream) if packets is not None else ContainerPackets(container, self.stream)
+        )
         self.stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         self.stream.thread_count = threads
         self.strict = strict

@@ -89,19 +89,29 @@ def check_id(video_id: str) -> None:
 
 def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> VideoResult:
     offsets = _mp4_offsets(reader)
-    with _open_container(reader) as container:
-        index_probe = probe_from_index(container, offsets, file_size=reader.size()) if offsets is not None else None
-        info, packets = (index_probe, None) if index_probe else probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES)
-        targets = _targets(info, video)
-        try:
-            decoded = _decode(container, info, targets, packets, video=video, threads=threads)
-        except TimelineMismatch:
-            # The container's tables disagree with its packets; take the slow, certain path.
-            container.seek(0)
-            info, packets = probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES)
-            targets = _targets(info, video)
-            decoded = _decode(container, info, targets, packets, video=video, threads=threads)
+    try:
+        info, targets, decoded = _probe_and_decode(reader, offsets, video=video, threads=threads)
+    except TimelineMismatch:
+        # The container's tables disagree with its packets: start over from a packet scan, with a
+        # fresh demuxer and decoder (an opened decoder keeps its threading and its state).
+        reader.seek(0)
+        info, targets, decoded = _probe_and_decode(reader, None, video=video, threads=threads)
     return _ok(task, decoded, info, targets, bytes_read=reader.bytes_read)
+
+
+def _probe_and_decode(reader, offsets: list[int] | None, *, video: VideoOptions, threads: int):
+    with _open_container(reader) as container:
+        info, packets = _timeline(container, offsets, file_size=reader.size())
+        targets = _targets(info, video)
+        return info, targets, _decode(container, info, targets, packets, video=video, threads=threads)
+
+
+def _timeline(container, offsets: list[int] | None, *, file_size: int | None) -> tuple[VideoProbe, list | None]:
+    """The MP4 tables' timeline when they give one; otherwise a packet scan, which keeps the
+    packets of a short stream for the decoder."""
+    if offsets is not None and (index_probe := probe_from_index(container, offsets, file_size=file_size)):
+        return index_probe, None
+    return probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES)
 
 
 def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list[int], *, bytes_read: int) -> VideoResult:

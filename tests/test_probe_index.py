@@ -1,0 +1,80 @@
+"""The MP4 fast path: a timeline from the sample tables, the same as a packet scan, and checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import av
+import pytest
+
+import videoproc.process
+from tests.conftest import GENERATED_DIR, REAL_DIR
+from tests.helpers import HEVC_OPEN_GOP, LONG_GOP
+from videoproc.mp4index import video_composition_offsets
+from videoproc.options import SourceOptions, VideoOptions
+from videoproc.probe import probe
+from videoproc.probe_index import probe_from_index
+from videoproc.process import VideoTask, process_video
+
+MP4S = ["real/carphone_pristine.mp4", "real/h264_10bits.mp4", "real/h265_video.mp4", "real/nasa_13013.mp4",
+        "real/video_90.mov", "generated/testsrc_h264_3s.mp4", "generated/rotated_90.mp4", "long_gop",
+        "hevc_open_gop"]
+
+
+def clip(name: str, clip_factory) -> str:
+    if name == "long_gop":
+        return clip_factory(LONG_GOP)
+    if name == "hevc_open_gop":
+        return clip_factory(HEVC_OPEN_GOP)
+    folder, file = name.split("/")
+    return os.path.join(REAL_DIR if folder == "real" else GENERATED_DIR, file)
+
+
+@pytest.mark.parametrize("name", MP4S)
+def test_the_tables_give_the_scans_timeline(name, clip_factory, sample_clips):
+    path = clip(name, clip_factory)
+    with open(path, "rb") as f:
+        offsets = video_composition_offsets(f)
+    assert offsets is not None
+    with av.open(path) as container:
+        fast = probe_from_index(container, offsets, file_size=os.path.getsize(path))
+    with av.open(path) as container:
+        scanned = probe(container)
+    assert fast is not None and fast.source == "index"
+    assert (fast.pts, fast.keyframes, fast.duration) == (scanned.pts, scanned.keyframes, scanned.duration)
+
+
+def row(path: str):
+    task = VideoTask(row=0, id="clip", uri=path)
+    return process_video(task, video=VideoOptions(num_frames=8, size=(32, 32)), source=SourceOptions(), threads=1)
+
+
+def shift_all(pts: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(p + 1 for p in pts)  # no frame has any of these timestamps
+
+
+def shift_second(pts: tuple[int, ...]) -> tuple[int, ...]:
+    # One unsampled frame off by a tick: caught if it is decoded, harmless if it is skipped.
+    return (pts[0], pts[1] + 1, *pts[2:])
+
+
+@pytest.mark.parametrize("lie", [shift_all, shift_second])
+@pytest.mark.parametrize("name", ["long_gop", "real/nasa_13013.mp4", "hevc_open_gop"])
+def test_a_lying_table_is_caught_while_decoding_and_the_scan_takes_over(name, lie, clip_factory, monkeypatch):
+    path = clip(name, clip_factory)
+    honest = row(path)
+    assert 1 not in honest.frame_indices
+    calls = []
+
+    def lying(container, offsets, *, file_size):
+        calls.append(offsets)
+        info = probe_from_index(container, offsets, file_size=file_size)
+        return dataclasses.replace(info, pts=lie(info.pts))
+
+    monkeypatch.setattr(videoproc.process, "probe_from_index", lying)
+    result = row(path)
+    assert calls, "the MP4 tables were not used"
+    assert result.status == "ok", result.error
+    assert (result.frame_indices, result.timestamps) == (honest.frame_indices, honest.timestamps)
+    assert result.frames == honest.frames
