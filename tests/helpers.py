@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests.conftest import GENERATED_DIR, REAL_DIR
 from videoproc.decode import DecodedFrames, FrameDecoder
 from videoproc.options import ResizeMode, SeekMode
 from videoproc.packets import KEEP_PACKETS_BYTES
@@ -42,6 +43,15 @@ AUDIO_ONLY = Clip(
     name="audio_only.m4a", args=("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac")
 )
 
+
+
+def named_clip(name: str, clip_factory=None) -> str:
+    """The path of "real/<file>", "generated/<file>", or (made by clip_factory) "long_gop" or
+    "hevc_open_gop": one spelling for test parameters over all the clips."""
+    if name in ("long_gop", "hevc_open_gop"):
+        return clip_factory(LONG_GOP if name == "long_gop" else HEVC_OPEN_GOP)
+    folder, file = name.split("/")
+    return os.path.join(REAL_DIR if folder == "real" else GENERATED_DIR, file)
 
 
 def decode_file(

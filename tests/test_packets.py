@@ -8,24 +8,14 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import GENERATED_DIR, REAL_DIR
-from tests.helpers import HEVC_OPEN_GOP, LONG_GOP, decode_file
+from tests.conftest import REAL_DIR
+from tests.helpers import LONG_GOP, decode_file, named_clip
 from videoproc.decode import FrameDecoder
 from videoproc.options import SourceOptions
 from videoproc.packets import KEEP_PACKETS_BYTES
 from videoproc.probe import probe_keeping_packets
 from videoproc.resize import FrameConverter, plan_resize
 from videoproc.source import open_uri
-
-
-def clip(name: str, clip_factory) -> str:
-    if name == "long_gop":
-        return clip_factory(LONG_GOP)
-    if name == "hevc_open_gop":
-        return clip_factory(HEVC_OPEN_GOP)
-    folder, file = name.split("/")
-    return os.path.join(REAL_DIR if folder == "real" else GENERATED_DIR, file)
-
 
 CASES = [
     ("real/av1_video.mkv", [0, 40, 41, 124]),
@@ -41,7 +31,7 @@ CASES = [
 @pytest.mark.parametrize("seek_mode", ["exact", "keyframe"])
 @pytest.mark.parametrize(("name", "targets"), CASES)
 def test_kept_packets_give_the_same_frames_as_the_file(name, targets, seek_mode, clip_factory, sample_clips):
-    path = clip(name, clip_factory)
+    path = named_clip(name, clip_factory)
     _, kept = decode_file(path, targets, seek_mode=seek_mode, keep_packets=True)
     _, read = decode_file(path, targets, seek_mode=seek_mode)
     assert kept.indices == read.indices

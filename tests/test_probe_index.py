@@ -9,8 +9,7 @@ import av
 import pytest
 
 import videoproc.process
-from tests.conftest import GENERATED_DIR, REAL_DIR
-from tests.helpers import HEVC_OPEN_GOP, LONG_GOP
+from tests.helpers import named_clip
 from videoproc.mp4index import video_composition_offsets
 from videoproc.options import SourceOptions, VideoOptions
 from videoproc.probe import probe
@@ -22,18 +21,9 @@ MP4S = ["real/carphone_pristine.mp4", "real/h264_10bits.mp4", "real/h265_video.m
         "hevc_open_gop"]
 
 
-def clip(name: str, clip_factory) -> str:
-    if name == "long_gop":
-        return clip_factory(LONG_GOP)
-    if name == "hevc_open_gop":
-        return clip_factory(HEVC_OPEN_GOP)
-    folder, file = name.split("/")
-    return os.path.join(REAL_DIR if folder == "real" else GENERATED_DIR, file)
-
-
 @pytest.mark.parametrize("name", MP4S)
 def test_the_tables_give_the_scans_timeline(name, clip_factory, sample_clips):
-    path = clip(name, clip_factory)
+    path = named_clip(name, clip_factory)
     with open(path, "rb") as f:
         offsets = video_composition_offsets(f)
     assert offsets is not None
@@ -62,7 +52,7 @@ def shift_second(pts: tuple[int, ...]) -> tuple[int, ...]:
 @pytest.mark.parametrize("lie", [shift_all, shift_second])
 @pytest.mark.parametrize("name", ["long_gop", "real/nasa_13013.mp4", "hevc_open_gop"])
 def test_a_lying_table_is_caught_while_decoding_and_the_scan_takes_over(name, lie, clip_factory, monkeypatch):
-    path = clip(name, clip_factory)
+    path = named_clip(name, clip_factory)
     honest = row(path)
     assert 1 not in honest.frame_indices
     calls = []

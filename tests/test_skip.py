@@ -9,19 +9,14 @@ import numpy as np
 import pytest
 
 import videoproc.skip
-from tests.conftest import GENERATED_DIR, REAL_DIR, ffmpeg_frames
-from tests.helpers import HEVC_OPEN_GOP, LONG_GOP, cli_frames, decode_file
+from tests.conftest import REAL_DIR, ffmpeg_frames
+from tests.helpers import HEVC_OPEN_GOP, LONG_GOP, cli_frames, decode_file, named_clip
 from videoproc.sample import keyframe_bound, uniform_indices
 from videoproc.skip import NonReferenceSkipper
 
 # H.264 and HEVC clips with B-frames that reference nothing: skipping must show in the counts.
 WITH_NONREF = ["real/carphone_pristine.mp4", "real/nasa_13013.mp4",
                "generated/testsrc_h264_3s.mp4", "generated/vfr.mkv"]
-
-
-def clip_path(name: str) -> str:
-    folder, file = name.split("/")
-    return os.path.join(REAL_DIR if folder == "real" else GENERATED_DIR, file)
 
 
 def sparse_targets(n: int) -> list[int]:
@@ -38,7 +33,7 @@ def decode_without_skipping(monkeypatch, *args, **kwargs):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", WITH_NONREF)
 def test_skipping_decodes_fewer_frames_and_returns_the_clis(name, threads, sample_clips):
-    path = clip_path(name)
+    path = named_clip(name)
     ref = ffmpeg_frames(path)
     targets = sparse_targets(len(ref))
     info, out = decode_file(path, targets, threads=threads)
