@@ -57,9 +57,9 @@ def test_a_lying_table_is_caught_while_decoding_and_the_scan_takes_over(name, li
     assert 1 not in honest.frame_indices
     calls = []
 
-    def lying(container, offsets, *, file_size):
+    def lying(container, offsets, *, file_size, max_frames):
         calls.append(offsets)
-        info = probe_from_index(container, offsets, file_size=file_size)
+        info = probe_from_index(container, offsets, file_size=file_size, max_frames=max_frames)
         return dataclasses.replace(info, pts=lie(info.pts))
 
     monkeypatch.setattr(videoproc.process, "probe_from_index", lying)

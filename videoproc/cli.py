@@ -44,6 +44,7 @@ def main() -> None:
 @click.option("--shard-size", type=int, help="Manifest rows per output shard (default 1000).")
 @click.option("--timeout", type=float, help="Seconds per video before it fails (default 300).")
 @click.option("--decoder-threads", type=int, help="FFmpeg threads per decoder (default: cores / workers).")
+@click.option("--worker-memory", help="Address-space ceiling per worker process, e.g. 6GiB; 0 for none (default: 2GiB + 4 x --max-alloc + 128MiB per decoder thread).")
 @click.option("--uri-column", help="Manifest column holding the video URIs (default 'uri').")
 @click.option("--id-column", help="Manifest column holding row ids (default 'id'; derived from position when absent).")
 @click.option("--storage-options", help="JSON object passed to fsspec for manifest, videos and output.")

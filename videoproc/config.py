@@ -20,7 +20,7 @@ from videoproc.options import (
 _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
 _SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries", "max_redirects", "cache_entries"}
 _SOURCE = _SOURCE_PLAIN | {"storage_options", "allowed_domains", "max_download_bytes", "max_data_uri_bytes"}
-_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed"}
+_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed", "worker_memory"}
 _TOP = {"output", "uri_column", "id_column"}
 KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
 
@@ -53,7 +53,7 @@ def build_options(*, manifest: str, values: dict[str, Any]) -> PreprocessOptions
         id_column=values.get("id_column", "id"),
         video=_video(values),
         source=_source(values),
-        run=RunOptions(**{k: values[k] for k in _RUN if k in values}),
+        run=_run(values),
     )
 
 
@@ -66,6 +66,13 @@ def _video(values: dict[str, Any]) -> VideoOptions:
     if values.get("no_autorotate"):
         kwargs["autorotate"] = False
     return VideoOptions(**kwargs)
+
+
+def _run(values: dict[str, Any]) -> RunOptions:
+    kwargs = {k: values[k] for k in _RUN if k in values}
+    if "worker_memory" in values:
+        kwargs["worker_memory"] = parse_bytes(values["worker_memory"])
+    return RunOptions(**kwargs)
 
 
 def _source(values: dict[str, Any]) -> SourceOptions:

@@ -190,6 +190,8 @@ class FrameDecoder:
             skip(packet)
             try:
                 frames = packet.decode()
+            except av.error.MemoryError:
+                raise  # the worker's memory ceiling, not a bad packet: fail the row, never conceal
             except av.error.FFmpegError as exc:
                 self._record_error(packet, exc)
                 continue

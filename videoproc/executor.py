@@ -35,9 +35,11 @@ class LocalExecutor:
         self, works: Sequence[ShardWork], *, schema: pa.Schema, state: RunState, on_result: OnResult
     ) -> Iterator[ShardOutcome]:
         run = self.options.run
+        threads = run.threads_per_decoder()
         config = WorkerConfig(
             job=process_video,
-            kwargs={"video": self.options.video, "source": self.options.source, "threads": run.threads_per_decoder()},
+            kwargs={"video": self.options.video, "source": self.options.source, "threads": threads},
+            memory_limit=self.options.worker_memory_limit(threads=threads),
         )
         starts = [w.shard.start for w in works]
         open_shards: dict[int, ShardAssembler] = {}

@@ -81,7 +81,9 @@ def _worker_config(options: PreprocessOptions, folder: str) -> WorkerConfig:
     # One decoder thread: the task holds one CPU and Ray fills every CPU with a task.
     threads = options.run.decoder_threads or 1
     kwargs = {"folder": folder, "video": options.video, "source": options.source, "threads": threads}
-    return WorkerConfig(job=_process_in_folder, kwargs=kwargs)
+    # The ceiling applies in the pool's child, the one process that decodes, never in the Ray
+    # worker, which Ray reuses for other tasks.
+    return WorkerConfig(job=_process_in_folder, kwargs=kwargs, memory_limit=options.worker_memory_limit(threads=threads))
 
 
 def _process_in_folder(task: VideoTask, *, folder: str, **kwargs: Any) -> VideoResult:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from videoproc.errors import OptionsError
+from videoproc.memory import DEFAULT_MAX_ALLOC, default_worker_memory
 
 ResizeMode = Literal["stretch", "crop", "pad"]
 SeekMode = Literal["exact", "keyframe"]
@@ -24,6 +25,7 @@ ProgressMode = Literal["auto", "bar", "lines", "off"]
 
 DEFAULT_NUM_FRAMES = 16
 MAX_SIDE = 16384
+MIN_WORKER_MEMORY = 512 * 2**20
 _SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
@@ -44,7 +46,7 @@ class VideoOptions:
     resize_mode: ResizeMode = "stretch"
     autorotate: bool = True
     strict: bool = False
-    max_alloc: int = 512 * 2**20
+    max_alloc: int = DEFAULT_MAX_ALLOC
     seek_mode: SeekMode = "exact"
 
     def __post_init__(self) -> None:
@@ -95,7 +97,14 @@ class SourceOptions:
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """How the work is spread and reported. None of these change output rows except shard_size,
-    which fixes the plan (manifest rows per shard) and so is checked on resume."""
+    which fixes the plan (manifest rows per shard) and so is checked on resume.
+
+    worker_memory: address-space ceiling of each worker process in bytes (RLIMIT_AS); None derives
+    it from max_alloc and the decoder threads (videoproc.memory.default_worker_memory), 0 sets none.
+    Like timeout, it bounds resources and can fail a row that needs more, but never changes an ok
+    row, so it is not part of the resume fingerprint: --retry-failed with a higher ceiling redoes
+    exactly the rows that hit it.
+    """
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     shard_size: int = 1000
@@ -107,9 +116,11 @@ class RunOptions:
     overwrite: bool = False
     retry_failed: bool = False
     write_retries: int = 3
+    worker_memory: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive_int("workers", self.workers, hint="e.g. --workers 4")
+        _check_worker_memory(self.worker_memory)
         _check_positive_int("shard_size", self.shard_size, hint="e.g. --shard-size 1000")
         _check_positive_float("timeout", self.timeout, hint="seconds per video, e.g. --timeout 300")
         _check_choice("executor", self.executor, ExecutorName)
@@ -141,6 +152,12 @@ class PreprocessOptions:
     video: VideoOptions = field(default_factory=VideoOptions)
     source: SourceOptions = field(default_factory=SourceOptions)
     run: RunOptions = field(default_factory=RunOptions)
+
+    def worker_memory_limit(self, *, threads: int) -> int | None:
+        """Each worker's address-space ceiling in bytes for `threads` decoder threads; None: none."""
+        if self.run.worker_memory == 0:
+            return None
+        return self.run.worker_memory or default_worker_memory(self.video.max_alloc, threads=threads)
 
     def result_fingerprint(self) -> dict[str, Any]:
         """The options that change output rows; a resume with different values is refused."""
@@ -222,6 +239,16 @@ def _check_sampling(num_frames: int | None, fps: float | None, max_frames: int |
         _check_positive_int("max_frames", max_frames, hint="e.g. --max-frames 64")
     if fps is not None:
         _check_positive_float("fps", fps, hint="frames per second of video, e.g. --fps 2")
+
+
+def _check_worker_memory(value: Any) -> None:
+    if value is None or value == 0:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < MIN_WORKER_MEMORY:
+        raise OptionsError(
+            f"worker_memory must be 0 (no ceiling) or at least {MIN_WORKER_MEMORY} bytes: an idle "
+            f"worker alone maps about 250 MB of address space (got {value!r}); e.g. --worker-memory 4GiB"
+        )
 
 
 def _check_ray_address(executor: str, address: str | None) -> None:

@@ -2,7 +2,9 @@
 
 concurrent.futures' pool breaks as a whole when one worker dies and cannot say which task killed
 it. Here the parent knows what every worker holds, so a segfault in a decoder or a video that hangs
-past its timeout fails only that video; the worker is replaced and the run goes on.
+past its timeout fails only that video; the worker is replaced and the run goes on. Each worker
+runs under the address-space ceiling of WorkerConfig.memory_limit (--worker-memory), so a video
+that makes FFmpeg allocate without bound fails its row instead of the machine.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from videoproc.memory import WORKER_MEMORY_OPTION, limit_worker_memory
 from videoproc.process import VideoResult, VideoTask, failed
 
 FAULT_ENV = "VIDEOPROC_TEST_FAULTS"
@@ -30,10 +33,12 @@ _START_FAILED = (
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerConfig:
-    """What each worker needs; sent once at start. `job(task, **kwargs)` returns a VideoResult."""
+    """What each worker needs; sent once at start. `job(task, **kwargs)` returns a VideoResult.
+    memory_limit: the worker's address-space ceiling in bytes (RLIMIT_AS), None for none."""
 
     job: Callable[..., VideoResult]
     kwargs: dict[str, Any]
+    memory_limit: int | None = None
 
 
 @dataclass
@@ -52,6 +57,7 @@ def _worker_main(conn: Connection, config: WorkerConfig) -> None:
     # workers as cores, an equal-priority parent waits its turn for every write, and the single
     # writer is what would make the pool wait.
     os.nice(WORKER_NICENESS)
+    limit_worker_memory(config.memory_limit)
     conn.send(_READY)
     while True:
         try:
@@ -158,7 +164,17 @@ class WorkerPool:
         worker.process.join(timeout=5)
         code = worker.process.exitcode
         reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return self._replace(worker, f"worker crashed ({reason}) while decoding {task.uri}")
+        return self._replace(worker, f"worker crashed ({reason}) while decoding {task.uri}{self._memory_note()}")
+
+    def _memory_note(self) -> str:
+        limit = self.config.memory_limit
+        if limit is None:
+            return ""
+        # A failed allocation in C code that does not check for one ends in a segfault or abort.
+        return (
+            f"; a worker that reaches its address-space ceiling ({WORKER_MEMORY_OPTION} {limit} bytes) "
+            f"can die this way: raise {WORKER_MEMORY_OPTION} if the video is legitimate"
+        )
 
     def _replace(self, worker: _Worker, error: str) -> VideoResult:
         task = worker.task

@@ -2,7 +2,9 @@
 
 Headers lie or say nothing (`stream.frames` is 0 for Matroska, some files have no duration at
 all), so the frame count comes from the stream's packets, never from the header. A demux-only
-scan costs about 12 µs a packet, a small fraction of decoding even one keyframe interval.
+scan costs about 12 µs a packet, a small fraction of decoding even one keyframe interval. A scan
+stops with a failed row past `max_frames` packets (the frame budget of --max-alloc): a few
+megabytes of MP4 tables can point a million samples at the same bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Literal
 import av
 
 from videoproc.errors import VideoError
+from videoproc.memory import DEFAULT_MAX_FRAMES, PACKET_OVERHEAD_BYTES, too_many_frames
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,20 +80,21 @@ def check_not_still_image(container: av.container.InputContainer) -> None:
         )
 
 
-def probe(container: av.container.InputContainer) -> VideoProbe:
-    """Scan the packets of the first video stream (no decoding) and build its timeline."""
-    return probe_keeping_packets(container, max_bytes=0)[0]
+def probe(container: av.container.InputContainer, *, max_frames: int = DEFAULT_MAX_FRAMES) -> VideoProbe:
+    """Scan the packets of the first video stream (no decoding) and build its timeline; VideoError
+    past `max_frames` packets."""
+    return probe_keeping_packets(container, max_bytes=0, max_frames=max_frames)[0]
 
 
 def probe_keeping_packets(
-    container: av.container.InputContainer, *, max_bytes: int
+    container: av.container.InputContainer, *, max_bytes: int, max_frames: int = DEFAULT_MAX_FRAMES
 ) -> tuple[VideoProbe, list[av.Packet] | None]:
     """probe(), also returning the stream's packets in demux order when they total at most
-    `max_bytes`, so that decoding replays them instead of seeking back and reading the file again.
-    None (and the container rewound) when they are larger."""
+    `max_bytes` (payload plus PACKET_OVERHEAD_BYTES each), so that decoding replays them instead of
+    seeking back and reading the file again. None (and the container rewound) when they are larger."""
     check_not_still_image(container)
     stream = first_video_stream(container)
-    entries, packets = _scan_packets(container, stream, max_bytes=max_bytes)
+    entries, packets = _scan_packets(container, stream, max_bytes=max_bytes, max_frames=max_frames)
     if not entries:
         raise VideoError("the video stream has no frames (zero packets with a timestamp)")
     return timeline_probe(container, stream, entries, source="scan"), packets
@@ -116,16 +120,21 @@ def timeline_probe(
     )
 
 
-def _scan_packets(container, stream, *, max_bytes: int) -> tuple[list[tuple[int, bool, int]], list | None]:
+def _scan_packets(
+    container, stream, *, max_bytes: int, max_frames: int
+) -> tuple[list[tuple[int, bool, int]], list | None]:
     """(pts, is_keyframe, duration) per frame-carrying packet of `stream`, in decode order, and the
     packets themselves (the end-of-stream marker left out) while they fit in `max_bytes`."""
     entries = []
     packets: list | None = [] if max_bytes > 0 else None
-    kept = 0
+    kept = scanned = 0
     try:
         for packet in container.demux(stream):
+            scanned += 1
+            if scanned > max_frames:
+                raise VideoError(too_many_frames(max_frames, what="the video stream has more than", limit=max_frames))
             if packets is not None and packet.size:
-                kept += packet.size
+                kept += packet.size + PACKET_OVERHEAD_BYTES
                 if kept > max_bytes:
                     packets = None
                 else:

@@ -6,6 +6,7 @@ for a person; nothing a video contains can stop the run.
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,8 @@ import av
 from videoproc.decode import DecodedFrames, FrameDecoder
 from videoproc.errors import VideoError
 from videoproc.options import SourceOptions, VideoOptions
-from videoproc.mp4index import is_iso_bmff, video_composition_offsets
+from videoproc.memory import FRAME_COST_BYTES, frame_budget, out_of_memory_message
+from videoproc.mp4index import OffsetRuns, is_iso_bmff, video_composition_offsets
 from videoproc.packets import KEEP_PACKETS_BYTES
 from videoproc.probe import VideoProbe, probe_keeping_packets
 from videoproc.probe_index import TimelineMismatch, probe_from_index
@@ -65,12 +67,12 @@ def process_video(task: VideoTask, *, video: VideoOptions, source: SourceOptions
             result = _extract(task, reader, video=video, threads=threads)
     except VideoError as exc:
         result = failed(task, str(exc))
+    except MemoryError:  # FFmpeg's ENOMEM too (av.error.MemoryError), under a --worker-memory ceiling
+        result = failed(task, out_of_memory_message("processing this video"))
     except av.error.FFmpegError as exc:
         result = failed(task, f"not a readable video: {_ffmpeg_reason(exc)}")
     except OSError as exc:  # a storage read failing mid-decode, after the source opened fine
         result = failed(task, f"read error: {exc}")
-    except MemoryError:
-        result = failed(task, "out of memory while decoding; lower --size/--num-frames or --max-alloc")
     return _with_seconds(result, time.monotonic() - started)
 
 
@@ -88,7 +90,7 @@ def check_id(video_id: str) -> None:
 
 
 def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> VideoResult:
-    offsets = _mp4_offsets(reader)
+    offsets = _mp4_offsets(reader, max_samples=frame_budget(video.max_alloc))
     try:
         info, targets, decoded = _probe_and_decode(reader, offsets, video=video, threads=threads)
     except TimelineMismatch:
@@ -99,19 +101,23 @@ def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> V
     return _ok(task, decoded, info, targets, bytes_read=reader.bytes_read)
 
 
-def _probe_and_decode(reader, offsets: list[int] | None, *, video: VideoOptions, threads: int):
+def _probe_and_decode(reader, offsets: OffsetRuns | None, *, video: VideoOptions, threads: int):
     with _open_container(reader) as container:
-        info, packets = _timeline(container, offsets, file_size=reader.size())
+        info, packets = _timeline(container, offsets, file_size=reader.size(), limit=frame_budget(video.max_alloc))
         targets = _targets(info, video)
         return info, targets, _decode(container, info, targets, packets, video=video, threads=threads)
 
 
-def _timeline(container, offsets: list[int] | None, *, file_size: int | None) -> tuple[VideoProbe, list | None]:
+def _timeline(
+    container, offsets: OffsetRuns | None, *, file_size: int | None, limit: int
+) -> tuple[VideoProbe, list | None]:
     """The MP4 tables' timeline when they give one; otherwise a packet scan, which keeps the
-    packets of a short stream for the decoder."""
-    if offsets is not None and (index_probe := probe_from_index(container, offsets, file_size=file_size)):
+    packets of a short stream for the decoder. Either fails the row past `limit` frames."""
+    if offsets is not None and (
+        index_probe := probe_from_index(container, offsets, file_size=file_size, max_frames=limit)
+    ):
         return index_probe, None
-    return probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES)
+    return probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES, max_frames=limit)
 
 
 def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list[int], *, bytes_read: int) -> VideoResult:
@@ -134,6 +140,7 @@ def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list
 
 
 def _targets(info: VideoProbe, video: VideoOptions) -> list[int]:
+    _check_sample_times(info, video)
     targets = select_indices(
         info.timestamps,
         duration=info.duration,
@@ -158,10 +165,13 @@ def _decode(container, info: VideoProbe, targets: list[int], packets, *, video: 
     return decoder.decode(targets, seek_mode=video.seek_mode)
 
 
-def _mp4_offsets(reader) -> list[int] | None:
-    """Composition offsets from an MP4's tables, read before the demuxer owns the file position."""
+def _mp4_offsets(reader, *, max_samples: int) -> OffsetRuns | None:
+    """Composition offsets from an MP4's tables, read before the demuxer owns the file position.
+    Raises VideoError for tables that claim more samples than the file or --max-alloc allow,
+    before FFmpeg builds an index from them."""
     try:
-        offsets = video_composition_offsets(reader) if is_iso_bmff(reader.read(12)) else None
+        mp4 = is_iso_bmff(reader.read(12))
+        offsets = video_composition_offsets(reader, file_size=reader.size(), max_samples=max_samples) if mp4 else None
     except (OSError, ValueError, struct.error):
         offsets = None
     reader.seek(0)
@@ -171,6 +181,8 @@ def _mp4_offsets(reader) -> list[int] | None:
 def _open_container(reader):
     try:
         return av.open(reader, mode="r", metadata_errors="ignore")
+    except av.error.MemoryError:
+        raise  # not the file's fault: the worker's memory ceiling
     except av.error.FFmpegError as exc:
         raise VideoError(f"not a readable video container: {_ffmpeg_reason(exc)}") from exc
 
@@ -179,6 +191,21 @@ def _converter(info: VideoProbe, rotation: int, video: VideoOptions, threads: in
     shown_w, shown_h = displayed_size(info.width, info.height, rotation)
     plan = plan_resize(shown_w, shown_h, size=video.size, mode=video.resize_mode)
     return shared_converter(plan, rotation=rotation, threads=1 if threads <= 1 else 0)
+
+
+def _check_sample_times(info: VideoProbe, video: VideoOptions) -> None:
+    """fps sampling makes one sample time per 1/fps of the duration before --max-frames keeps
+    some; a timestamp far in the future would make billions."""
+    if video.fps is None:
+        return
+    count = math.floor(info.duration * video.fps + 1e-9)
+    limit = frame_budget(video.max_alloc)
+    if count > limit:
+        raise VideoError(
+            f"--fps {video.fps:g} over its {info.duration:.0f} s duration would make {count} sample "
+            f"times, over the {limit} that --max-alloc {video.max_alloc} allows (about "
+            f"{FRAME_COST_BYTES} bytes each); raise --max-alloc or lower --fps"
+        )
 
 
 def _check_alloc(info: VideoProbe, count: int, video: VideoOptions) -> None:
