@@ -8,7 +8,9 @@ PyAV's index entry objects add about 65 while the MP4 index is read).
 
 What FFmpeg allocates inside a call cannot be checked beforehand, so each worker process also runs
 under an address-space ceiling (RLIMIT_AS): an allocation past it fails, FFmpeg returns ENOMEM or
-Python raises MemoryError, and the row fails with a message naming --worker-memory. The ceiling
+Python raises MemoryError, and the row fails with a message naming --worker-memory. Decoders hide
+a failed frame allocation (the frame just never comes), so the frames a stream's coded size needs
+are checked against the room left under the ceiling before decoding. The ceiling
 counts virtual memory, far above what a worker really uses: an idle worker maps 241 MB (56 MB
 resident), and every decoder thread reserves a 64 MB malloc arena and a stack (1.7 GB mapped, 250 MB
 resident after decoding 1080p H.264, VP9 and HEVC with 16 threads), hence the per-thread allowance.
@@ -17,6 +19,8 @@ resident after decoding 1080p H.264, VP9 and HEVC with 16 threads), hence the pe
 from __future__ import annotations
 
 import resource
+
+from videoproc.errors import VideoError
 
 FRAME_COST_BYTES = 256
 # A kept packet costs its payload plus this much (PyAV object, AVPacket, buffer refs, padding):
@@ -67,6 +71,35 @@ def worker_memory_ceiling() -> int | None:
     """This process's address-space ceiling in bytes, or None when there is none."""
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     return None if soft == resource.RLIM_INFINITY else soft
+
+
+def check_decoder_room(width: int, height: int, *, threads: int) -> None:
+    """Fail the row before decoding when the frames a decoder must hold cannot fit under this
+    worker's ceiling. FFmpeg's decoders conceal a failed frame allocation as a frame that never
+    comes, so running into the ceiling there would read as a broken file. The estimate is a lower
+    bound: one 8-bit 4:2:0 frame (1.5 bytes a pixel) per decoding thread, plus a reference and the
+    frame being output; frame buffers that large are mapped afresh, so they need unmapped room."""
+    ceiling = worker_memory_ceiling()
+    if ceiling is None:
+        return
+    needed = (threads + 2) * width * height * 3 // 2
+    room = ceiling - _mapped_bytes()
+    if needed > room:
+        raise VideoError(
+            f"a {width}x{height} stream needs at least {needed} bytes of decoder frames ({threads + 2} "
+            f"frames), over the {max(room, 0)} bytes left under this worker's ceiling, "
+            f"{WORKER_MEMORY_OPTION} {ceiling} bytes; raise {WORKER_MEMORY_OPTION} if the video is "
+            "legitimate"
+        )
+
+
+def _mapped_bytes() -> int:
+    """This process's mapped address space (VmSize), 0 where /proc is not there to say."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:")), 0)
+    except OSError:
+        return 0
 
 
 def out_of_memory_message(doing: str) -> str:

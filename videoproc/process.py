@@ -17,7 +17,7 @@ import av
 from videoproc.decode import DecodedFrames, FrameDecoder
 from videoproc.errors import VideoError
 from videoproc.options import SourceOptions, VideoOptions
-from videoproc.memory import FRAME_COST_BYTES, frame_budget, out_of_memory_message
+from videoproc.memory import FRAME_COST_BYTES, check_decoder_room, frame_budget, out_of_memory_message
 from videoproc.mp4index import OffsetRuns, is_iso_bmff, video_composition_offsets
 from videoproc.packets import KEEP_PACKETS_BYTES
 from videoproc.probe import VideoProbe, probe_keeping_packets
@@ -153,6 +153,7 @@ def _targets(info: VideoProbe, video: VideoOptions) -> list[int]:
 
 
 def _decode(container, info: VideoProbe, targets: list[int], packets, *, video: VideoOptions, threads: int):
+    check_decoder_room(info.width, info.height, threads=threads)
     decoder = FrameDecoder(
         container,
         info,
