@@ -93,7 +93,8 @@ def _bad_inputs(folder: str, clip_factory) -> list[tuple[str, str, str]]:
         ("audio-only", clip_factory(AUDIO_ONLY), "no video stream in the container (streams found: audio)"),
         ("oversize", os.path.join(REAL_DIR, "big_buck_bunny_432_433.webm"), f"over --max-alloc {MAX_ALLOC}"),
         ("nul\0id", os.path.join(GENERATED_DIR, "vfr.mkv"),
-         "id 'nul\\x00id' is not allowed: ids must be non-empty and contain no NUL character; fix the manifest's id column"),
+         "id 'nul\\x00id' is not allowed: ids must be non-empty and contain no NUL character; "
+         "fix the manifest's id column"),
         ("crash", "fault-segfault.mp4", "worker crashed (signal 11) while decoding fault-segfault.mp4"),
         ("hang", "fault-hang.mp4", f"timed out after {TIMEOUT_S:g}s while decoding fault-hang.mp4"),
     ]

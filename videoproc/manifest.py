@@ -180,7 +180,8 @@ def _encode(array: pa.Array) -> tuple[bytes, bytes]:
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     kind = array.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+    if any(test(kind) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                                   pa.types.is_large_binary)):
         return _encode_binary(array.cast(pa.large_binary()))
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         return _encode_numbers(array)

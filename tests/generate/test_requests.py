@@ -210,18 +210,19 @@ def test_fit_reject_frames():
 
 
 @pytest.mark.parametrize("value,seed", [
-    (0, 0), (SEED_LIMIT - 1, 2**64 - 1), (2**63, 2**63), (7.0, 7), (float(2**53), 2**53), (Decimal("12"), 12),
+    (0, 0), (SEED_LIMIT - 1, 2**64 - 1), (2**63, 2**63), (7.0, 7), (float(2**53 - 1), 2**53 - 1),
+    (Decimal("12"), 12),
 ])
 def test_seeds_are_exact_integers_up_to_2_64(value, seed):
     assert resolve({"prompt": "p", "seed": value}).seed == seed
 
 
 @pytest.mark.parametrize("value", [
-    -1, 2**64, "42", "18446744073709551615", 2.5, float(2**53 + 2), 1e20, -3.0, True, Decimal("1.5"), [1],
+    -1, 2**64, "42", "18446744073709551615", 2.5, float(2**53), float(2**53 + 2), 1e20, -3.0, True, Decimal("1.5"), [1],
 ])
 def test_other_seeds_fail_naming_the_value(value):
     rule = (rf"seed {re.escape(repr(value))} is not an exact whole number 0..18446744073709551615: seeds must be "
-            r"integers \(floats only when whole and at most 2\*\*53, never text\); store the seed column as integers")
+            r"integers \(floats only when whole and below 2\*\*53, never text\); store the seed column as integers")
     with pytest.raises(RequestError, match=rule):
         resolve({"prompt": "p", "seed": value})
 

@@ -125,7 +125,8 @@ def test_a_fixed_row_without_id_has_one_record(small_rows, tmp_path):
     (completed,) = read_records(tmp_path / "out")
     assert completed["status"] == "completed" and completed["id"] != failed["id"] and completed["queue_row"] == 0
     # The typo's record stays on disk, counted and named in the summary, never deleted.
-    assert sorted(os.listdir(tmp_path / "out/records")) == sorted([f"{failed['key']}.parquet", f"{completed['key']}.parquet"])
+    files = sorted([f"{failed['key']}.parquet", f"{completed['key']}.parquet"])
+    assert sorted(os.listdir(tmp_path / "out/records")) == files
     assert summary.earlier_records == 1 and "1 earlier records of edited rows stay in records/" in summary.line()
 
 

@@ -34,7 +34,8 @@ RESPONSE_FORMATS = ("url", "b64_json")
 DEFAULT_FPS = 24
 DEFAULT_SECONDS = 4.0
 SEED_LIMIT = 2**64  # seeds are stored as uint64, the range torch.Generator.manual_seed takes
-_EXACT_FLOAT_LIMIT = 2**53  # floats hold every whole number up to here, and lose some above
+# Every whole number below 2**53 is a float of its own; 2**53 is also the float of 2**53 + 1.
+_EXACT_FLOAT_LIMIT = 2**53
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
@@ -209,19 +210,20 @@ def _check_id(rid: str) -> None:
 
 
 def _seed(raw: dict) -> int | None:
-    """An exact whole number 0..2**64-1. A float is taken only when whole and at most 2**53, below
-    which every whole number is exact (pandas writes an integer column with gaps as floats)."""
+    """An exact whole number 0..2**64-1. A float is taken only when whole and below 2**53, where it
+    cannot be the rounding of another whole number (pandas writes an integer column with gaps as
+    floats)."""
     value = _missing_to_none(raw.get("seed"))
     if value is None:
         return None
-    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT_LIMIT:
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT_LIMIT:
         value = int(value)
     elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
         raise RequestError(
             f"seed {raw.get('seed')!r} is not an exact whole number 0..{SEED_LIMIT - 1}: seeds must be "
-            f"integers (floats only when whole and at most 2**53, never text); store the seed column as integers"
+            f"integers (floats only when whole and below 2**53, never text); store the seed column as integers"
         )
     return value
 

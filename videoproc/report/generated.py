@@ -1,7 +1,8 @@
 """The facts and poster-frame strips of a generation output.
 
-Layout read: OUTPUT/videos/<key>.mp4 (the key is the record's `key`, its id when safe as a file name), the records in OUTPUT/records.parquet (or, while a run is still
-going, its per-request OUTPUT/records/*.parquet) and the run's settings in OUTPUT/run.json.
+Layout read: OUTPUT/videos/<key>.mp4 (the record's `key`: its id when safe as a file name), the
+records in OUTPUT/records.parquet (or, while a run is still going, its per-request
+OUTPUT/records/*.parquet) and the run's settings in OUTPUT/run.json.
 """
 
 from __future__ import annotations
