@@ -183,3 +183,26 @@ def test_output_on_object_storage(small_rows, tmp_path):
     table = pq.read_table(fs.open("/gen-bucket/run/records.parquet"))
     assert table.column("url").to_pylist() == ["memory://gen-bucket/run/videos/t2v-a.mp4"]
     assert run_queue(queue, "memory://gen-bucket/run").skipped == 1
+
+
+def test_records_written_before_keys_and_uint64_seeds_are_consolidated(tmp_path):
+    """An output of an earlier version: records without `key`, with int64 seeds."""
+    from videoproc.generate import records as rec
+    from videoproc.storage import locate
+
+    old_schema = pa.schema([f.with_type(pa.int64()) if f.name == "seed" else f
+                            for f in rec.RECORD_SCHEMA if f.name != "key"])
+    (tmp_path / "records").mkdir()
+    old = rec.VideoRecord(id="old", key="old", status="completed", created=1, queue_row=1, seed=5).to_row()
+    del old["key"]
+    pq.write_table(pa.Table.from_pylist([old], schema=old_schema), tmp_path / "records" / "old.parquet")
+    out = locate(str(tmp_path))
+    new = rec.VideoRecord(id="a/b", key=key_for_id("a/b"), status="failed", error="x", created=2, queue_row=0,
+                          seed=2**64 - 1)
+    rec.write_record(out, new.key, new, rec.RECORD_SCHEMA)
+    assert rec.consolidate(out, keys=[new.key, "old"], schema=rec.RECORD_SCHEMA) == 0
+    table = pq.read_table(tmp_path / "records.parquet")
+    assert table.schema.field("seed").type == pa.uint64()
+    assert table.select(["id", "key", "seed"]).to_pylist() == [
+        {"id": "a/b", "key": key_for_id("a/b"), "seed": 2**64 - 1}, {"id": "old", "key": "old", "seed": 5}]
+    assert rec.completed_keys(out) == {"old"}
