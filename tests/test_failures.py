@@ -20,6 +20,8 @@ from tests.conftest import GENERATED_DIR, REAL_DIR
 from tests.helpers import AUDIO_ONLY, frames_of, read_output, write_manifest
 from tests.servers.http_server import HttpTestServer
 from tests.servers.s3 import free_port
+from videoproc.config import build_options
+from videoproc.job import run_preprocess
 from videoproc.source.http import TRUSTED_PRIVATE_ENV
 from videoproc.pool import FAULT_ENV
 from videoproc.testmedia import ffmpeg_exe
@@ -90,7 +92,9 @@ def _bad_inputs(folder: str, clip_factory) -> list[tuple[str, str, str]]:
         ("data-bad-base64", "data:video/mp4;base64,@@not base64@@", "data URI payload is not valid base64"),
         ("audio-only", clip_factory(AUDIO_ONLY), "no video stream in the container (streams found: audio)"),
         ("oversize", os.path.join(REAL_DIR, "big_buck_bunny_432_433.webm"), f"over --max-alloc {MAX_ALLOC}"),
-        ("bad/id", os.path.join(GENERATED_DIR, "vfr.mkv"), "id 'bad/id' is not allowed"),
+        ("nul\0id", os.path.join(GENERATED_DIR, "vfr.mkv"),
+         "id 'nul\\x00id' is not allowed: ids must be non-empty and contain no NUL character; "
+         "fix the manifest's id column"),
         ("crash", "fault-segfault.mp4", "worker crashed (signal 11) while decoding fault-segfault.mp4"),
         ("hang", "fault-hang.mp4", f"timed out after {TIMEOUT_S:g}s while decoding fault-hang.mp4"),
     ]
@@ -173,3 +177,17 @@ def test_the_run_finishes_with_rows_failed(failure_run):
     assert failure_run["exit_code"] == 3
     assert summary["rows_ok"] == 4 and summary["rows_failed"] == 19
     assert summary["shards_pending"] == 0 and summary["shards_committed"] == summary["shards_total"] == 4
+
+
+def test_path_like_ids_are_ids_and_only_empty_or_nul_ids_fail(tmp_path, sample_clips):
+    """Preprocess never makes a path of an id, so manifests may use paths as ids."""
+    clip = sample_clips["testsrc_h264_3s.mp4"]
+    ids = ["kinetics/train/abc.mp4", "..", "C:\\videos\\a.mp4", "/abs/ü é.mp4", "", "a\0b"]
+    manifest = write_manifest(str(tmp_path / "m.parquet"), {"id": ids, "uri": [clip] * len(ids)})
+    values = {"output": str(tmp_path / "out"), "num_frames": 2, "size": "16x16", "workers": 1, "progress": "off"}
+    run_preprocess(build_options(manifest=manifest, values=values))
+    rows = read_output(str(tmp_path / "out"))
+    assert [r["id"] for r in rows] == ids
+    assert [r["status"] for r in rows] == ["ok"] * 4 + ["failed"] * 2, [r["error"] for r in rows]
+    rule = "is not allowed: ids must be non-empty and contain no NUL character; fix the manifest's id column"
+    assert [r["error"] for r in rows[4:]] == [f"id '' {rule}", f"id 'a\\x00b' {rule}"]

@@ -162,6 +162,24 @@ def generation_output(tmp_path, clip_factory) -> str:
     return str(out)
 
 
+def test_generation_report_matches_videos_by_key_and_leaves_out_earlier_records(tmp_path, clip_factory):
+    """A path-like id names its video by its key; records/ may hold an edited row's earlier record,
+    which records.parquet leaves out (and says how many files it saw)."""
+    out = tmp_path / "gen"
+    (out / "videos").mkdir(parents=True)
+    (out / "records").mkdir()
+    shutil.copy(clip_factory(GENERATED[0]), out / "videos" / "id-0123456789abcdef.mp4")
+    current = pa.table({"id": ["kinetics/a.mp4"], "key": ["id-0123456789abcdef"], "status": ["completed"],
+                        "queue_row": [0], "prompt": ["a test card"], "error": [None]})
+    earlier = current.set_column(0, "id", pa.array(["req-000000-0badf00d"]))
+    pq.write_table(current, out / "records" / "id-0123456789abcdef.parquet")
+    pq.write_table(earlier, out / "records" / "req-000000-0badf00d.parquet")
+    pq.write_table(current.replace_schema_metadata({b"videoproc.record_files": b"2"}), out / "records.parquet")
+    inspection = inspect_output(str(out), max_frames=2)
+    assert inspection.statuses == {"completed": 1, "failed": 0}
+    assert [s.label for s in inspection.strips] == ["id-0123456789abcdef  8 frames  a test card"]
+
+
 def test_generated_videos_get_poster_strips_of_their_decoded_frames(generation_output, tmp_path):
     inspection = inspect_output(generation_output, max_frames=4)
     assert inspection.kind == "generate"

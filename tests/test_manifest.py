@@ -174,3 +174,53 @@ def test_pass_through_columns_reach_the_output_unchanged(tmp_path, sample_clips)
         assert written.field(name).type == table.schema.field(name).type
         assert [r[name] for r in rows] == table.column(name).to_pylist()
     assert [r["id"] for r in rows] == ["row-000000000", "row-000000001"]
+
+
+def _fingerprint(tmp_path, columns: dict | pa.Table, name: str = "m.parquet") -> dict:
+    return read_manifest(write_manifest(str(tmp_path / name), columns)).fingerprint()
+
+
+def test_fingerprint_covers_every_output_column_with_its_type(tmp_path):
+    fingerprint = _fingerprint(tmp_path, _typed_columns())
+    assert fingerprint["fingerprint_version"] == 2 and fingerprint["rows"] == 2
+    assert fingerprint["column_order"] == ["id", "uri", "caption", "label", "score", "tags", "meta", "taken"]
+    assert fingerprint["columns"]["label"]["type"] == "int16"
+    assert set(fingerprint["columns"]) == set(fingerprint["column_order"])
+
+
+@pytest.mark.parametrize("change", ["caption", "null-caption", "label-type", "tags", "meta", "order"])
+def test_fingerprint_changes_with_any_output_column(tmp_path, change):
+    table = _typed_columns()
+    edits = {
+        "caption": lambda t: t.set_column(1, "caption", pa.array(["a cat!", None])),
+        "null-caption": lambda t: t.set_column(1, "caption", pa.array(["a cat", ""])),  # null is not ""
+        "label-type": lambda t: t.set_column(2, "label", pa.array([3, 7], pa.int32())),
+        "tags": lambda t: t.set_column(4, "tags", pa.array([["xy"], []], pa.list_(pa.string()))),
+        "meta": lambda t: t.set_column(5, "meta", pa.array([{"w": 1, "src": "web"}, {"w": 3, "src": "cam"}])),
+        "order": lambda t: t.select(["uri", "label", "caption", "score", "tags", "meta", "taken"]),
+    }
+    before = _fingerprint(tmp_path, table, "a.parquet")
+    after = _fingerprint(tmp_path, edits[change](table), "b.parquet")
+    assert before != after and before["rows"] == after["rows"]
+
+
+def test_fingerprint_values_are_length_prefixed(tmp_path):
+    """The old NUL-joined hash gave ['a\\0b'] and ['a', 'b'] one digest, and ['ab', 'c'] and
+    ['a', 'bc'] of two columns could trade bytes; every value now carries its own length."""
+    joined = {"id": ["x\0y", "z"], "uri": ["ab", "c"]}
+    split = {"id": ["x", "y\0z"], "uri": ["a", "bc"]}
+    a, b = _fingerprint(tmp_path, joined, "a.parquet"), _fingerprint(tmp_path, split, "b.parquet")
+    assert a["columns"]["id"] != b["columns"]["id"] and a["columns"]["uri"] != b["columns"]["uri"]
+
+
+def test_fingerprint_does_not_depend_on_files_or_row_groups(tmp_path):
+    table = pa.table({"id": [f"v{i}" for i in range(10)], "uri": [f"{i}.mp4" for i in range(10)],
+                      "caption": [None if i % 3 == 0 else f"c{i}" for i in range(10)],
+                      "score": pa.array([float(i) if i % 4 else None for i in range(10)])})
+    one = write_manifest(str(tmp_path / "one.parquet"), table)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    write_manifest(str(folder / "a.parquet"), table.slice(0, 3))
+    pq.write_table(table.slice(3), str(folder / "b.parquet"), row_group_size=2)
+    assert read_manifest(str(folder)).table.column("caption").num_chunks > 1
+    assert read_manifest(one).fingerprint() == read_manifest(str(folder)).fingerprint()

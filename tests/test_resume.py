@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -117,6 +118,27 @@ def test_changed_manifest_is_refused_with_the_fix(tmp_path):
     changed = write_manifest(tmp_path / "b.parquet", clip_uris(5))
     with pytest.raises(ResumeError, match=r"manifest rows was 4, now 5.*--overwrite"):
         run_preprocess(options(changed, out))
+
+
+def test_edited_pass_through_column_is_refused_naming_it(tmp_path):
+    out = tmp_path / "out"
+    run_preprocess(options(write_manifest(tmp_path / "a.parquet", clip_uris(4), caption=list("abcd")), out))
+    edited = write_manifest(tmp_path / "b.parquet", clip_uris(4), caption=list("abcX"))
+    with pytest.raises(ResumeError, match=r"different plan: manifest columns\.caption\.sha256 was '.*--overwrite"):
+        run_preprocess(options(edited, out))
+
+
+def test_output_of_the_version_1_fingerprint_is_refused_naming_the_version(tmp_path):
+    manifest = write_manifest(tmp_path / "m.parquet", clip_uris(2))
+    out = tmp_path / "out"
+    run_preprocess(options(manifest, out))
+    run_json = out / "_videoproc" / "run.json"
+    run = json.loads(run_json.read_text())
+    run["manifest"] = {"rows": 2, "ids_sha256": "0" * 64, "uris_sha256": "0" * 64}  # as version 1 wrote it
+    run_json.write_text(json.dumps(run))
+    with pytest.raises(ResumeError, match=r"manifest fingerprint is version 1; this one writes version 2.*--overwrite"):
+        run_preprocess(options(manifest, out))
+    assert run_preprocess(options(manifest, out, overwrite=True)).summary["rows_ok"] == 2
 
 
 def test_changed_result_options_are_refused(tmp_path):

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -17,6 +18,10 @@ import pyarrow.parquet as pq
 from videoproc import storage
 from videoproc.errors import ManifestError
 from videoproc.write import BASE_NAMES
+
+# 1 hashed only ids and uris, NUL-joined; 2 hashes every output column with length prefixes.
+FINGERPRINT_VERSION = 2
+_HASH_PIECE_ROWS = 1 << 16  # rows encoded at a time, which bounds the memory a hash needs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,11 +41,17 @@ class Manifest:
         return pa.schema([self.table.schema.field(n) for n in self.table.schema.names[2:]])
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the manifest's content for resume: row count and hashes of ids and uris."""
+        """What identifies the manifest's content for resume: the row count, the column order, and
+        the type and a hash of the values of every column that reaches the output (id, uri and each
+        pass-through column), so that an edited caption is caught as surely as an edited uri."""
         return {
+            "fingerprint_version": FINGERPRINT_VERSION,
             "rows": self.num_rows,
-            "ids_sha256": _column_hash(self.table.column("id")),
-            "uris_sha256": _column_hash(self.table.column("uri")),
+            "column_order": self.table.schema.names,
+            "columns": {
+                f.name: {"type": str(f.type), "sha256": column_hash(self.table.column(f.name))}
+                for f in self.table.schema
+            },
         }
 
     def passthrough_rows(self, start: int, stop: int) -> list[dict[str, Any]]:
@@ -148,9 +159,77 @@ def _check_reserved(columns: list[str], url: str) -> None:
         )
 
 
-def _column_hash(column: pa.ChunkedArray) -> str:
-    digest = hashlib.sha256()
-    for value in column.to_pylist():
-        digest.update(value.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
+def column_hash(column: pa.ChunkedArray) -> str:
+    """SHA-256 of a column's type and values, the same however the column is chunked.
+
+    Each value is encoded on its own, so two columns hash alike only when their values are alike:
+    a stream of sizes (8 bytes each, -1 for null, so a null differs from an empty string) and a
+    stream of the value bytes those sizes split, hashed separately and then together.
+    """
+    sizes, data = hashlib.sha256(), hashlib.sha256()
+    for chunk in column.chunks:
+        for start in range(0, len(chunk), _HASH_PIECE_ROWS):
+            piece_sizes, piece_data = _encode(chunk.slice(start, _HASH_PIECE_ROWS))
+            sizes.update(piece_sizes)
+            data.update(piece_data)
+    header = str(column.type).encode()
+    return hashlib.sha256(_framed(header) + sizes.digest() + data.digest()).hexdigest()
+
+
+def _encode(array: pa.Array) -> tuple[bytes, bytes]:
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    kind = array.type
+    if any(test(kind) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                                   pa.types.is_large_binary)):
+        return _encode_binary(array.cast(pa.large_binary()))
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return _encode_numbers(array)
+    return _encode_values(array.to_pylist())
+
+
+def _encode_binary(array: pa.LargeBinaryArray) -> tuple[bytes, bytes]:
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.frombuffer(array.buffers()[1], dtype="<i8")[array.offset : array.offset + len(array) + 1]
+    lengths = np.diff(offsets)
+    sizes = np.where(valid, lengths, -1).astype("<i8").tobytes()
+    buffer = array.buffers()[2]
+    if buffer is None or len(array) == 0:
+        return sizes, b""
+    data = np.frombuffer(buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return sizes, (data if array.null_count == 0 else data[np.repeat(valid, lengths)]).tobytes()
+
+
+def _encode_numbers(array: pa.Array) -> tuple[bytes, bytes]:
+    """Fixed-width values; a null's slot holds zero, and its size -1 marks it."""
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    width = max(1, array.type.bit_width // 8)
+    values = array.fill_null(False if pa.types.is_boolean(array.type) else 0).to_numpy(zero_copy_only=False)
+    sizes = np.where(valid, width, -1).astype("<i8").tobytes()
+    return sizes, values.astype(values.dtype.newbyteorder("<")).tobytes()
+
+
+def _encode_values(values: list[Any]) -> tuple[bytes, bytes]:
+    """Any other type (lists, structs, dates, decimals...) value by value from its Python form."""
+    encoded = [None if v is None else _value_bytes(v) for v in values]
+    sizes = np.array([-1 if e is None else len(e) for e in encoded], dtype="<i8").tobytes()
+    return sizes, b"".join(e for e in encoded if e is not None)
+
+
+def _value_bytes(value: Any) -> bytes:
+    if isinstance(value, (bytes, str)):
+        return value.encode() if isinstance(value, str) else value
+    if isinstance(value, (list, tuple)):
+        return b"L" + len(value).to_bytes(8, "little") + b"".join(_framed_value(v) for v in value)
+    if isinstance(value, dict):
+        items = (_framed_value(k) + _framed_value(v) for k, v in value.items())
+        return b"D" + len(value).to_bytes(8, "little") + b"".join(items)
+    return repr(value).encode()  # dates, times, decimals, floats inside lists: repr is exact
+
+
+def _framed_value(value: Any) -> bytes:
+    return b"N" if value is None else b"V" + _framed(_value_bytes(value))
+
+
+def _framed(data: bytes) -> bytes:
+    return len(data).to_bytes(8, "little") + data

@@ -26,8 +26,6 @@ from videoproc.resize import FrameConverter, displayed_size, plan_resize, shared
 from videoproc.sample import keyframe_bound, select_indices
 from videoproc.source import open_uri
 
-_SAFE_ID_FORBIDDEN = ("/", "\\", "\x00")
-
 
 @dataclass(frozen=True, kw_only=True)
 class VideoTask:
@@ -81,11 +79,13 @@ def failed(task: VideoTask, error: str, **extra: Any) -> VideoResult:
 
 
 def check_id(video_id: str) -> None:
-    """Ids end up in logs, file names of derived data and object keys: no path separators."""
-    if not video_id or any(ch in video_id for ch in _SAFE_ID_FORBIDDEN) or video_id in (".", ".."):
+    """Preprocess never turns an id into a path, so any text is an id (path-like ones such as
+    `kinetics/train/abc.mp4` included) except the empty string and text with NUL, which logs and
+    the C libraries that see ids cut short."""
+    if not video_id or "\x00" in video_id:
         raise VideoError(
-            f"id {video_id!r} is not allowed: ids must be non-empty and contain no '/', '\\' or NUL "
-            "characters; fix the manifest's id column"
+            f"id {video_id!r} is not allowed: ids must be non-empty and contain no NUL character; "
+            "fix the manifest's id column"
         )
 
 

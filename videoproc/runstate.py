@@ -107,6 +107,7 @@ class RunState:
 
 def check_compatible(previous: dict, *, manifest: dict, fingerprint: dict, where: str) -> None:
     """Refuse to resume when the manifest or a result-changing option differs, saying what."""
+    _check_fingerprint_version(previous.get("manifest", {}), manifest, where)
     differences = _diff("manifest", previous.get("manifest", {}), manifest)
     differences += _diff("option", previous.get("fingerprint", {}), fingerprint)
     if differences:
@@ -114,6 +115,18 @@ def check_compatible(previous: dict, *, manifest: dict, fingerprint: dict, where
         raise ResumeError(
             f"output {where} was made by a run with a different plan: {listed}. Resuming would mix "
             "incompatible rows; re-run with --overwrite to start over, or choose another --output"
+        )
+
+
+def _check_fingerprint_version(old: dict, new: dict, where: str) -> None:
+    # Version 1 (no version key) hashed only ids and uris: it cannot tell whether a pass-through
+    # column changed, so an output it made cannot be checked against this manifest.
+    was, now = old.get("fingerprint_version", 1), new.get("fingerprint_version", 1)
+    if was != now:
+        raise ResumeError(
+            f"output {where} was made by a videoproc whose manifest fingerprint is version {was}; this "
+            f"one writes version {now}, which cannot be compared with it, so whether the manifest changed "
+            "is unknown. Re-run with --overwrite to start over, or choose another --output"
         )
 
 

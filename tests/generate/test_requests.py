@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
+from decimal import Decimal
 from dataclasses import replace
 
 import pytest
@@ -10,7 +13,8 @@ import pytest
 from videoproc.generate.models import TINY, WAN, ModelRef
 from videoproc.generate.options import Limits
 from videoproc.generate.requests import (
-    QueueError, Rejected, RequestError, is_safe_id, read_queue, request_id, resolve_request,
+    SEED_LIMIT, QueueError, Rejected, RequestError, is_safe_id, key_for_id, read_queue, record_key, request_id,
+    resolve_request,
 )
 
 from gen_helpers import write_queue
@@ -47,17 +51,40 @@ def test_prompt_must_be_text():
         resolve({"prompt": 5})
 
 
-@pytest.mark.parametrize("bad", ["a/b", "a\\b", "..", "x..y", "../etc", "has space", "-lead", "é", "x" * 129])
-def test_unsafe_ids_fail_with_a_clear_message(bad):
-    assert not is_safe_id(bad)
-    with pytest.raises(RequestError, match=r"is not safe as a file name: ids must be 1-128 characters"):
-        resolve({"id": bad, "prompt": "p"})
+@pytest.mark.parametrize("given", ["kinetics/train/abc.mp4", "a\\b", "..", "x..y", "../etc", "has space",
+                                   "-lead", "é", "x" * 129, "id-0123456789abcdef/"])
+def test_ids_unsafe_as_file_names_are_kept_and_get_a_hashed_key(given):
+    assert not is_safe_id(given)
+    request = resolve({"id": given, "prompt": "p"})
+    digest = hashlib.sha256(given.encode()).hexdigest()
+    assert request.id == given and request.key == key_for_id(given) == f"id-{digest[:16]}"
+    assert is_safe_id(request.key)
 
 
-def test_unsafe_id_gets_a_row_key_for_its_record():
-    result = resolve_request({"id": "../x", "prompt": "p"}, row=7, models=(WAN_T2V,), limits=Limits(),
-                             fit="round", draw_seed=lambda: 1)
-    assert isinstance(result, Rejected) and result.key == "_row-000007" and result.id == "../x"
+@pytest.mark.parametrize("given", ["clip-001", "A.b_c", "x" * 128])
+def test_safe_ids_are_their_own_key(given):
+    assert resolve({"id": given, "prompt": "p"}).key == given == key_for_id(given)
+
+
+def test_a_rejected_row_keeps_its_id_and_key():
+    result = resolve_request({"id": "../x", "prompt": "p", "size": "huge"}, row=7, models=(WAN_T2V,),
+                             limits=Limits(), fit="round", draw_seed=lambda: 1)
+    assert isinstance(result, Rejected) and result.id == "../x" and result.key == key_for_id("../x")
+    assert record_key({"id": "../x"}, 7) == result.key
+
+
+def test_ids_with_nul_fail_naming_the_rule():
+    with pytest.raises(RequestError, match=r"id 'a\\x00b' is not allowed: ids must contain no NUL character; "
+                                           r"fix the queue's id column or leave the id empty"):
+        resolve({"id": "a\0b", "prompt": "p"})
+
+
+def test_an_id_spelling_another_ids_key_is_refused(tmp_path):
+    path = "kinetics/train/abc.mp4"
+    rows = [{"id": path, "prompt": "p"}, {"id": key_for_id(path), "prompt": "q"}]
+    with pytest.raises(QueueError, match=rf"ids '{path}' \(row 0\) and '{key_for_id(path)}' \(row 1\) of .* both "
+                                         rf"name the file '{key_for_id(path)}'; rename one of them"):
+        read_queue(write_queue(tmp_path / "q.parquet", rows))
 
 
 def test_derived_id_is_stable_and_follows_content():
@@ -125,7 +152,7 @@ def test_neither_uses_the_model_default():
 
 @pytest.mark.parametrize("field,value,rule", [
     ("num_frames", 0, ">= 1"), ("num_frames", 2.5, ">= 1"), ("fps", 0, "1..240"), ("fps", 23.976, "1..240"),
-    ("num_inference_steps", 0, "1..1000"), ("seed", -1, "0..9223372036854775807"),
+    ("num_inference_steps", 0, "1..1000"),
 ])
 def test_whole_number_fields(field, value, rule):
     with pytest.raises(RequestError, match=rf"{field} {value!r} must be a whole number {rule}; fix the {field} column"):
@@ -180,6 +207,24 @@ def test_fit_reject_size():
 def test_fit_reject_frames():
     with pytest.raises(RequestError, match=r"80 frames does not suit wan: frame counts must be 4k\+1; ask for 81"):
         resolve({"prompt": "p", "num_frames": 80}, fit="reject")
+
+
+@pytest.mark.parametrize("value,seed", [
+    (0, 0), (SEED_LIMIT - 1, 2**64 - 1), (2**63, 2**63), (7.0, 7), (float(2**53 - 1), 2**53 - 1),
+    (Decimal("12"), 12),
+])
+def test_seeds_are_exact_integers_up_to_2_64(value, seed):
+    assert resolve({"prompt": "p", "seed": value}).seed == seed
+
+
+@pytest.mark.parametrize("value", [
+    -1, 2**64, "42", "18446744073709551615", 2.5, float(2**53), float(2**53 + 2), 1e20, -3.0, True, Decimal("1.5"), [1],
+])
+def test_other_seeds_fail_naming_the_value(value):
+    rule = (rf"seed {re.escape(repr(value))} is not an exact whole number 0..18446744073709551615: seeds must be "
+            r"integers \(floats only when whole and below 2\*\*53, never text\); store the seed column as integers")
+    with pytest.raises(RequestError, match=rule):
+        resolve({"prompt": "p", "seed": value})
 
 
 def test_missing_seed_is_drawn_and_marked():

@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from gen_helpers import REPO, read_records, run_queue, write_queue
 from videoproc.generate.records import RECORD_SCHEMA
-from videoproc.generate.requests import QueueError
+from videoproc.generate.requests import QueueError, key_for_id
 from videoproc.generate.runner import OptionsChanged
 
 
@@ -89,15 +90,60 @@ def test_resume_skips_completed_and_retries_failed(small_rows, tmp_path):
 
 
 def test_failed_requests_do_not_stop_the_queue(small_rows, tmp_path):
-    rows = [dict(id="../escape", prompt="p"), dict(id="noref", prompt="p", input_reference="/no/such.png"),
+    rows = [dict(id="nul\0id", prompt="p"), dict(id="noref", prompt="p", input_reference="/no/such.png"),
             small_rows[0]]
     summary = run_queue(write_queue(tmp_path / "q.parquet", rows), tmp_path / "out")
     assert (summary.completed, summary.failed) == (1, 2)
     records = {r["id"]: r for r in read_records(tmp_path / "out")}
-    assert records["../escape"]["status"] == "failed" and "not safe as a file name" in records["../escape"]["error"]
+    assert records["nul\0id"]["error"] == ("id 'nul\\x00id' is not allowed: ids must contain no NUL character; "
+                                          "fix the queue's id column or leave the id empty")
     assert "file not found: /no/such.png" in records["noref"]["error"] and records["noref"]["progress"] == 0
-    assert sorted(os.listdir(tmp_path / "out/records")) == ["_row-000000.parquet", "noref.parquet", "t2v-a.parquet"]
+    names = [key_for_id("nul\0id") + ".parquet", "noref.parquet", "t2v-a.parquet"]
+    assert sorted(os.listdir(tmp_path / "out/records")) == sorted(names)
     assert sorted(os.listdir(tmp_path / "out/videos")) == ["t2v-a.mp4"]
+
+
+def test_path_like_ids_keep_their_id_and_name_files_by_key(small_rows, tmp_path):
+    rows = [dict(small_rows[0], id="kinetics/train/abc.mp4"), dict(small_rows[0], id="t2v-a")]
+    assert run_queue(write_queue(tmp_path / "q.parquet", rows), tmp_path / "out").completed == 2
+    key = key_for_id("kinetics/train/abc.mp4")
+    records = read_records(tmp_path / "out")
+    assert [(r["id"], r["key"]) for r in records] == [("kinetics/train/abc.mp4", key), ("t2v-a", "t2v-a")]
+    assert records[0]["url"] == str(tmp_path / "out" / "videos" / f"{key}.mp4")
+    assert sorted(os.listdir(tmp_path / "out/videos")) == sorted([f"{key}.mp4", "t2v-a.mp4"])
+    assert run_queue(write_queue(tmp_path / "q.parquet", rows), tmp_path / "out").skipped == 2
+
+
+def test_a_fixed_row_without_id_has_one_record(small_rows, tmp_path):
+    """The derived id follows the row's content, so fixing a typo gives the row a new id: the
+    failed record of the typo must not stay beside the completed one in records.parquet."""
+    typo = {k: v for k, v in small_rows[0].items() if k != "id"} | {"size": "32x3z"}
+    run_queue(write_queue(tmp_path / "q.parquet", [typo]), tmp_path / "out")
+    (failed,) = read_records(tmp_path / "out")
+    assert failed["status"] == "failed" and "size '32x3z' is not WxH" in failed["error"]
+    summary = run_queue(write_queue(tmp_path / "q.parquet", [typo | {"size": "32x32"}]), tmp_path / "out")
+    (completed,) = read_records(tmp_path / "out")
+    assert completed["status"] == "completed" and completed["id"] != failed["id"] and completed["queue_row"] == 0
+    # The typo's record stays on disk, counted and named in the summary, never deleted.
+    files = sorted([f"{failed['key']}.parquet", f"{completed['key']}.parquet"])
+    assert sorted(os.listdir(tmp_path / "out/records")) == files
+    assert summary.earlier_records == 1 and "1 earlier records of edited rows stay in records/" in summary.line()
+
+
+def test_seeds_are_exact_to_2_64_and_inexact_ones_fail(small_rows, tmp_path):
+    top = write_queue(tmp_path / "top.parquet", [dict(small_rows[0], seed=2**64 - 1)],
+                      schema=pa.schema([*(pa.field(k, pa.string()) for k in ("id", "prompt", "size")),
+                                        pa.field("num_frames", pa.int64()), pa.field("num_inference_steps", pa.int64()),
+                                        pa.field("seed", pa.uint64())]))
+    run_queue(top, tmp_path / "top")
+    (record,) = read_records(tmp_path / "top")
+    assert record["status"] == "completed" and record["seed"] == 2**64 - 1
+    assert pq.read_schema(tmp_path / "top" / "records.parquet").field("seed").type == pa.uint64()
+    floats = [dict(small_rows[0], seed=7.0), dict(small_rows[0], id="far", seed=float(2**60))]  # as pandas writes them
+    run_queue(write_queue(tmp_path / "floats.parquet", floats), tmp_path / "floats")
+    kept, far = read_records(tmp_path / "floats")
+    assert (kept["status"], kept["seed"]) == ("completed", 7)
+    assert far["error"].startswith(f"seed {float(2**60)!r} is not an exact whole number 0..18446744073709551615")
 
 
 def test_changed_settings_are_refused(small_rows, tiny_folders, tmp_path):
@@ -137,3 +183,26 @@ def test_output_on_object_storage(small_rows, tmp_path):
     table = pq.read_table(fs.open("/gen-bucket/run/records.parquet"))
     assert table.column("url").to_pylist() == ["memory://gen-bucket/run/videos/t2v-a.mp4"]
     assert run_queue(queue, "memory://gen-bucket/run").skipped == 1
+
+
+def test_records_written_before_keys_and_uint64_seeds_are_consolidated(tmp_path):
+    """An output of an earlier version: records without `key`, with int64 seeds."""
+    from videoproc.generate import records as rec
+    from videoproc.storage import locate
+
+    old_schema = pa.schema([f.with_type(pa.int64()) if f.name == "seed" else f
+                            for f in rec.RECORD_SCHEMA if f.name != "key"])
+    (tmp_path / "records").mkdir()
+    old = rec.VideoRecord(id="old", key="old", status="completed", created=1, queue_row=1, seed=5).to_row()
+    del old["key"]
+    pq.write_table(pa.Table.from_pylist([old], schema=old_schema), tmp_path / "records" / "old.parquet")
+    out = locate(str(tmp_path))
+    new = rec.VideoRecord(id="a/b", key=key_for_id("a/b"), status="failed", error="x", created=2, queue_row=0,
+                          seed=2**64 - 1)
+    rec.write_record(out, new.key, new, rec.RECORD_SCHEMA)
+    assert rec.consolidate(out, keys=[new.key, "old"], schema=rec.RECORD_SCHEMA) == 0
+    table = pq.read_table(tmp_path / "records.parquet")
+    assert table.schema.field("seed").type == pa.uint64()
+    assert table.select(["id", "key", "seed"]).to_pylist() == [
+        {"id": "a/b", "key": key_for_id("a/b"), "seed": 2**64 - 1}, {"id": "old", "key": "old", "seed": 5}]
+    assert rec.completed_keys(out) == {"old"}

@@ -3,20 +3,23 @@
 Storage: each request's record is its own one-row Parquet file, `OUTPUT/records/<key>.parquet`,
 written atomically after its MP4 is published, so the file's presence means the request is done and
 a request can never have two records. `OUTPUT/records.parquet` is the consolidated table, rewritten
-from those files at the end of every run.
+at the end of every run from the record of each row of the current queue: exactly one per row that
+has run. A row whose derived id changed (an edited row without an id) leaves its earlier record
+file, and the video it names, where they are; they are left out of records.parquet, never deleted.
 """
 
 from __future__ import annotations
 
 import io
-import posixpath
 from dataclasses import dataclass, field, fields
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from videoproc.storage import Location, list_names, write_bytes_atomic
+
+RECORD_FILES_KEY = b"videoproc.record_files"
 
 RECORD_SCHEMA = pa.schema([
     # Dynamo's video response fields.
@@ -32,12 +35,13 @@ RECORD_SCHEMA = pa.schema([
     pa.field("inference_time_s", pa.float64()),
     # What was generated, and from what.
     pa.field("queue_row", pa.int64(), nullable=False),
+    pa.field("key", pa.string()),  # the stem of the record's and the video's file names
     pa.field("prompt", pa.string()),
     pa.field("negative_prompt", pa.string()),
     pa.field("input_reference", pa.string()),
     pa.field("response_format", pa.string()),
     pa.field("user", pa.string()),
-    pa.field("seed", pa.int64()),
+    pa.field("seed", pa.uint64()),  # 0..2**64-1, what torch.Generator.manual_seed takes
     pa.field("seed_drawn", pa.bool_()),
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
@@ -63,6 +67,7 @@ class VideoRecord:
     """One request's outcome. `progress` is 100 when completed and 0 when failed, as in Dynamo."""
 
     id: str
+    key: str
     status: Literal["completed", "failed"]
     created: int
     queue_row: int
@@ -129,37 +134,58 @@ def write_record(out: Location, key: str, record: VideoRecord, schema: pa.Schema
 
 def read_records(out: Location) -> pa.Table | None:
     """All per-request records, or None when there are none yet."""
-    folder = records_folder(out)
-    tables = []
-    for name in list_names(folder):
-        if name.endswith(".parquet") and not name.startswith("."):
-            with folder.fs.open(posixpath.join(folder.path, name), "rb") as f:
-                tables.append(pq.read_table(f))
+    tables = [_read_record(out, name) for name in record_names(out)]
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def completed_ids(out: Location) -> set[str]:
-    table = read_records(out)
-    if table is None:
-        return set()
-    rows = table.select(["id", "status"]).to_pylist()
-    return {r["id"] for r in rows if r["status"] == "completed"}
+def record_names(out: Location) -> list[str]:
+    """The names of the committed record files (`<key>.parquet`)."""
+    return [n for n in list_names(records_folder(out)) if n.endswith(".parquet") and not n.startswith(".")]
 
 
-def consolidate(out: Location) -> pa.Table | None:
-    """Rewrite `OUTPUT/records.parquet` from the per-request records, ordered by queue row."""
-    table = read_records(out)
-    if table is None:
-        return None
-    table = table.sort_by([("queue_row", "ascending"), ("id", "ascending")])
+def completed_keys(out: Location) -> set[str]:
+    """The keys whose record says completed."""
+    done = set()
+    for name in record_names(out):
+        loc = records_folder(out).child(name)
+        with loc.fs.open(loc.path, "rb") as f:
+            if pq.read_table(f, columns=["status"]).column("status")[0].as_py() == "completed":
+                done.add(name[: -len(".parquet")])
+    return done
+
+
+def consolidate(out: Location, *, keys: Sequence[str], schema: pa.Schema) -> int:
+    """Rewrite `OUTPUT/records.parquet` with the record of each key, in the order given (the queue's
+    rows); returns how many record files belong to no key (earlier ids of edited rows)."""
+    names = set(record_names(out))
+    tables = [_read_record(out, f"{key}.parquet") for key in keys if f"{key}.parquet" in names]
+    table = pa.concat_tables(tables, promote_options="permissive") if tables else schema.empty_table()
+    # The report compares this count with the files it sees, to tell whether a run added records since.
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), RECORD_FILES_KEY: str(len(names))})
     write_bytes_atomic(out.child("records.parquet"), _parquet_bytes(table))
-    return table
+    return len(names) - len(tables)
 
 
 def records_folder(out: Location) -> Location:
     return out.child("records")
+
+
+def _read_record(out: Location, name: str) -> pa.Table:
+    loc = records_folder(out).child(name)
+    with loc.fs.open(loc.path, "rb") as f:
+        table = pq.read_table(f)
+    return _upgrade(table, key=name[: -len(".parquet")])
+
+
+def _upgrade(table: pa.Table, *, key: str) -> pa.Table:
+    """A record written before records had a `key` and a uint64 seed, in today's form."""
+    if "key" not in table.column_names:
+        table = table.add_column(table.schema.get_field_index("queue_row") + 1, "key", pa.array([key] * table.num_rows))
+    if table.schema.field("seed").type != pa.uint64():
+        table = table.set_column(table.schema.get_field_index("seed"), "seed", table.column("seed").cast(pa.uint64()))
+    return table
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:

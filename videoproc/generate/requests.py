@@ -1,8 +1,12 @@
 """The queue: a Parquet file of Dynamo video requests, validated row by row.
 
 A row that breaks a rule becomes a `Rejected` carrying the message; the queue goes on. Only problems
-with the queue as a whole (unreadable file, no `prompt` column, duplicate ids, a column that would
-overwrite a record field) raise `QueueError` before any work starts.
+with the queue as a whole (unreadable file, no `prompt` column, duplicate ids or keys, a column that
+would overwrite a record field) raise `QueueError` before any work starts.
+
+Every row has an id (its own, or one derived from its position and content) and a key, the stem of
+its record and video file names: the id itself when it is a safe file name, else `id-` and the
+first 16 hex digits of the id's SHA-256. The record keeps both.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+from decimal import Decimal
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -28,7 +33,9 @@ REQUEST_FIELDS = (
 RESPONSE_FORMATS = ("url", "b64_json")
 DEFAULT_FPS = 24
 DEFAULT_SECONDS = 4.0
-SEED_LIMIT = 2**63  # seeds are stored as int64
+SEED_LIMIT = 2**64  # seeds are stored as uint64, the range torch.Generator.manual_seed takes
+# Every whole number below 2**53 is a float of its own; 2**53 is also the float of 2**53 + 1.
+_EXACT_FLOAT_LIMIT = 2**53
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
@@ -79,12 +86,12 @@ class Request:
 
     @property
     def key(self) -> str:
-        return self.id
+        return key_for_id(self.id)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Rejected:
-    """A row that failed validation. `key` names its record file: the id when safe, else `_row-N`."""
+    """A row that failed validation. `key` names its record file, as for a `Request`."""
 
     row: int
     id: str
@@ -129,6 +136,12 @@ def is_safe_id(value: str) -> bool:
     return bool(_SAFE_ID.fullmatch(value)) and ".." not in value
 
 
+def key_for_id(rid: str) -> str:
+    """The stem of a request's file names: the id when it is safe as one, else `id-<16 hex digits
+    of its SHA-256>`, so that path-like, long or non-ASCII ids name no path of their own."""
+    return rid if is_safe_id(rid) else f"id-{hashlib.sha256(rid.encode()).hexdigest()[:16]}"
+
+
 def resolve_request(
     raw: dict,
     *,
@@ -150,9 +163,8 @@ def resolve_request(
 
 
 def record_key(raw: dict, row: int) -> str:
-    """The name of a request's record file: its id when that is safe as a file name, else the row."""
-    rid = request_id(raw, row)
-    return rid if is_safe_id(rid) else f"_row-{row:06d}"
+    """The name of a queue row's record file (see `key_for_id`)."""
+    return key_for_id(request_id(raw, row))
 
 
 def _resolve(raw, *, rid, row, models, limits, fit, draw_seed, passthrough) -> Request:
@@ -165,7 +177,7 @@ def _resolve(raw, *, rid, row, models, limits, fit, draw_seed, passthrough) -> R
     num_frames, fps = _frames(raw, spec, limits)
     (width, height), size_note = _fit_size(width, height, spec, fit)
     num_frames, frames_note = _fit_frames(num_frames, spec, fit)
-    seed = _integer(raw, "seed", minimum=0, maximum=SEED_LIMIT - 1)
+    seed = _seed(raw)
     return Request(
         row=row, id=rid, prompt=prompt, negative_prompt=_text(raw, "negative_prompt"), model=model,
         width=width, height=height, num_frames=num_frames, fps=fps,
@@ -192,11 +204,28 @@ def pick_model(models: Sequence[ModelRef], *, requested: str | None, task: str) 
 
 
 def _check_id(rid: str) -> None:
-    if not is_safe_id(rid):
+    if "\x00" in rid:
+        raise RequestError(f"id {rid!r} is not allowed: ids must contain no NUL character; "
+                           "fix the queue's id column or leave the id empty")
+
+
+def _seed(raw: dict) -> int | None:
+    """An exact whole number 0..2**64-1. A float is taken only when whole and below 2**53, where it
+    cannot be the rounding of another whole number (pandas writes an integer column with gaps as
+    floats)."""
+    value = _missing_to_none(raw.get("seed"))
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT_LIMIT:
+        value = int(value)
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
         raise RequestError(
-            f"id {rid!r} is not safe as a file name: ids must be 1-128 characters of letters, digits, "
-            "'.', '_' or '-', start with a letter or digit and contain no '..'; rename it or leave id empty"
+            f"seed {raw.get('seed')!r} is not an exact whole number 0..{SEED_LIMIT - 1}: seeds must be "
+            f"integers (floats only when whole and below 2**53, never text); store the seed column as integers"
         )
+    return value
 
 
 def _size(raw: dict, spec: ModelSpec, limits: Limits) -> tuple[int, int]:
@@ -322,9 +351,21 @@ def _missing_to_none(value: Any) -> Any:
 
 def _check_unique_ids(queue: Queue) -> None:
     seen: dict[str, int] = {}
+    keys: dict[str, int] = {}
     for row, raw in enumerate(queue.rows):
         rid = request_id(raw, row)
         if rid in seen:
             raise QueueError(f"id {rid!r} appears at rows {seen[rid]} and {row} of {queue.url}; "
                              "ids must be unique, so rename one or leave both empty")
         seen[rid] = row
+        _check_unique_key(queue, rid, row, keys)
+
+
+def _check_unique_key(queue: Queue, rid: str, row: int, keys: dict[str, int]) -> None:
+    # A given id may spell the hashed key of another, e.g. 'id-0123456789abcdef'.
+    key = key_for_id(rid)
+    if key in keys:
+        other = request_id(queue.rows[keys[key]], keys[key])
+        raise QueueError(f"ids {other!r} (row {keys[key]}) and {rid!r} (row {row}) of {queue.url} both name the "
+                         f"file {key!r}; rename one of them")
+    keys[key] = row

@@ -46,7 +46,8 @@ class RunSummary:
     """Counts of one run, and seconds spent per phase (`engine`, `encode`, `record`, ...).
 
     `not_run` counts requests left without a record because the Ray actors that could run them
-    were lost; a re-run picks them up.
+    were lost; a re-run picks them up. `earlier_records` counts record files of no current queue
+    row (left by rows edited since), which stay in records/ and are not in records.parquet.
     """
 
     output: str
@@ -55,6 +56,7 @@ class RunSummary:
     completed: int = 0
     failed: int = 0
     not_run: int = 0
+    earlier_records: int = 0
     seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -63,8 +65,10 @@ class RunSummary:
 
     def line(self) -> str:
         lost = f", {self.not_run} not run (re-run to finish them)" if self.not_run else ""
+        earlier = (f" ({self.earlier_records} earlier records of edited rows stay in records/, left out)"
+                   if self.earlier_records else "")
         return (f"{self.completed} completed, {self.failed} failed, {self.skipped} already done{lost} "
-                f"of {self.total} requests in {self.seconds:.1f} s; records: {self.output}/records.parquet")
+                f"of {self.total} requests in {self.seconds:.1f} s; records: {self.output}/records.parquet{earlier}")
 
 
 @dataclass(kw_only=True)
@@ -117,7 +121,7 @@ def run(opts: GenerateOptions, *, log: TextIO = sys.stderr, engine_factory=open_
             todo = _pending(queue, out, summary)
             _announce(models, opts, device, dtype, len(todo), summary, log, cluster)
             _run_todo(queue.rows, todo, worker, cluster, summary, log, engine_factory)
-            _timed(summary, "consolidate", lambda: rec.consolidate(out))
+            _consolidate(queue, worker, summary)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -254,7 +258,7 @@ def _failed(request: Request, error: str, worker: Worker) -> rec.VideoRecord:
 
 def _request_fields(request: Request) -> dict:
     return dict(
-        id=request.id, created=int(time.time()), queue_row=request.row, model=request.model.name,
+        id=request.id, key=request.key, created=int(time.time()), queue_row=request.row, model=request.model.name,
         prompt=request.prompt, negative_prompt=request.negative_prompt, input_reference=request.input_reference,
         response_format=request.response_format, user=request.user, seed=request.seed,
         seed_drawn=request.seed_drawn, fps=request.fps, num_inference_steps=request.num_inference_steps,
@@ -275,7 +279,8 @@ def _engine_fields(request: Request, worker: Worker) -> dict:
 def _rejected_record(rejected: Rejected) -> rec.VideoRecord:
     raw = rejected.raw
     return rec.VideoRecord(
-        id=rejected.id, status="failed", error=rejected.error, created=int(time.time()), queue_row=rejected.row,
+        id=rejected.id, key=rejected.key, status="failed", error=rejected.error, created=int(time.time()),
+        queue_row=rejected.row,
         model=_text(raw.get("model")), prompt=_text(raw.get("prompt")),
         negative_prompt=_text(raw.get("negative_prompt")), input_reference=_text(raw.get("input_reference")),
         response_format=_text(raw.get("response_format")), user=_text(raw.get("user")),
@@ -312,11 +317,23 @@ def _count(outcome: Outcome, summary: RunSummary, progress: Progress) -> None:
 
 
 def _pending(queue: Queue, out: Location, summary: RunSummary) -> list[int]:
-    done = _timed(summary, "resume_scan", lambda: rec.completed_ids(out))
-    ids = [request_id(raw, row) for row, raw in enumerate(queue.rows)]
-    summary.total = len(ids)
-    summary.skipped = sum(rid in done for rid in ids)
-    return [row for row, rid in enumerate(ids) if rid not in done]
+    done = _timed(summary, "resume_scan", lambda: rec.completed_keys(out))
+    keys = _keys(queue)
+    summary.total = len(keys)
+    summary.skipped = sum(key in done for key in keys)
+    return [row for row, key in enumerate(keys) if key not in done]
+
+
+def _consolidate(queue: Queue, worker: Worker, summary: RunSummary) -> None:
+    """records.parquet: the record of each current queue row, in queue order."""
+    def write() -> None:
+        summary.earlier_records = rec.consolidate(worker.out, keys=_keys(queue), schema=worker.schema)
+
+    _timed(summary, "consolidate", write)
+
+
+def _keys(queue: Queue) -> list[str]:
+    return [record_key(raw, row) for row, raw in enumerate(queue.rows)]
 
 
 def _check_columns(queue: Queue) -> None:

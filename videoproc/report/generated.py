@@ -1,7 +1,8 @@
 """The facts and poster-frame strips of a generation output.
 
-Layout read: OUTPUT/videos/<id>.mp4, the records in OUTPUT/records.parquet (or, while a run is still
-going, its per-request OUTPUT/records/*.parquet) and the run's settings in OUTPUT/run.json.
+Layout read: OUTPUT/videos/<key>.mp4 (the record's `key`: its id when safe as a file name), the
+records in OUTPUT/records.parquet (or, while a run is still going, its per-request
+OUTPUT/records/*.parquet) and the run's settings in OUTPUT/run.json.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def is_generation_output(out: storage.Location) -> bool:
 
 def inspect_generation(out: storage.Location, *, sample: int, max_frames: int, seed: int) -> Inspection:
     records = read_records(out)
-    by_id = {r["id"]: r for r in records}
+    by_key = {r.get("key") or r["id"]: r for r in records}
     videos = video_names(out)
     chosen = videos if len(videos) <= sample else sorted(random.Random(seed).sample(videos, sample))
-    strips = [poster_strip(out.child(VIDEOS_DIR, name), record=by_id.get(name[:-4]), max_frames=max_frames)
+    strips = [poster_strip(out.child(VIDEOS_DIR, name), record=by_key.get(name[:-4]), max_frames=max_frames)
               for name in chosen]
     failed = [r for r in records if r.get("status") != "completed"]
     statuses = {"completed": len(records) - len(failed), "failed": len(failed)}
@@ -93,10 +94,17 @@ def _records_table(out: storage.Location) -> pa.Table | None:
     folder = out.child("records")
     names = [n for n in storage.list_names(folder) if n.endswith(".parquet") and not n.startswith(".")]
     consolidated = _read_parquet(out.child("records.parquet"))
-    if consolidated is not None and consolidated.num_rows >= len(names):
+    if consolidated is not None and _files_seen(consolidated) >= len(names):
         return consolidated
     tables = [_read_parquet(folder.child(name)) for name in names]
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+
+def _files_seen(consolidated: pa.Table) -> int:
+    """How many record files records.parquet was built from (earlier records of edited rows
+    included); its row count when written before it said."""
+    seen = (consolidated.schema.metadata or {}).get(b"videoproc.record_files")  # records.RECORD_FILES_KEY
+    return int(seen) if seen is not None else consolidated.num_rows
 
 
 def _read_parquet(loc: storage.Location) -> pa.Table | None:
