@@ -22,7 +22,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import REAL_CLIPS, REAL_DIR, ROOT, psnr
+from tests.conftest import REAL_CLIPS, REAL_DIR, ROOT
 from tests.helpers import cli_frames
 from videoproc.options import SourceOptions, VideoOptions
 from videoproc.process import VideoTask, process_video
@@ -73,7 +73,8 @@ def in_fresh_processes(paths: list[str]) -> dict[tuple[str, int], tuple]:
     rows = {}
     for path in paths:
         done = subprocess.run([sys.executable, "-c", _FRESH], input=pickle.dumps((path, CONFIGS)),
-                              capture_output=True, check=True, cwd=ROOT, env=env)
+                              capture_output=True, cwd=ROOT, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
         for i, result in enumerate(pickle.loads(done.stdout)):
             rows[path, i] = outcome(result)
     return rows
@@ -120,6 +121,8 @@ def test_rows_do_not_depend_on_the_order_with_untagged_after_tagged(corpus, fres
 
 
 def test_rows_match_the_ffmpeg_cli(corpus, fresh_rows):
+    # 10-bit sources too: PyAV's swscale and the CLI's (a newer release) differ at chroma edges at
+    # the full source size (tests/test_exact.py), but not once downscaled to these sizes.
     checked = 0
     for (path, i), (status, _, shape, indices, frames) in fresh_rows.items():
         if status != "ok" or os.path.basename(path) == "corrupted.mp4":
@@ -127,19 +130,9 @@ def test_rows_match_the_ffmpeg_cli(corpus, fresh_rows):
         ours = np.frombuffer(frames, np.uint8).reshape(shape)
         ref = cli_frames(path, vf=cli_filter(path, CONFIGS[i]))
         for slot, index in enumerate(indices):
-            assert_like_cli(ours[slot], ref[index], ten_bit=first_frame(path).bits > 8, where=(path, i, index))
+            assert np.array_equal(ours[slot], ref[index]), (os.path.basename(path), CONFIGS[i], index)
             checked += 1
-    assert checked >= 6 * 4 * (len(corpus) - 1)
-
-
-def assert_like_cli(ours: np.ndarray, ref: np.ndarray, *, ten_bit: bool, where) -> None:
-    if not ten_bit:
-        assert np.array_equal(ours, ref), where
-        return
-    # The CLI's libswscale is a newer release than PyAV's, and the two round 10-bit chroma
-    # differently at colour edges (see tests/test_exact.py), so 10-bit sources are held to a
-    # PSNR bound here; their exactness is the fresh-process comparison above.
-    assert psnr(ours, ref) >= 30.0, where
+    assert checked == len(CONFIGS) * 4 * (len(corpus) - 1)
 
 
 def cli_filter(path: str, video: VideoOptions) -> str:
@@ -158,7 +151,6 @@ class FirstFrame(NamedTuple):
     height: int
     rotation: int
     pix_fmt: str
-    bits: int
     tags: tuple[int, int, int, int]  # matrix, range, primaries, transfer (FFmpeg's numbers)
 
 
@@ -170,12 +162,11 @@ def first_frame(path: str) -> FirstFrame:
     with av.open(path) as container:
         f = next(container.decode(video=0))
         return FirstFrame(width=f.width, height=f.height, rotation=f.rotation, pix_fmt=f.format.name,
-                          bits=f.format.components[0].bits,
                           tags=(f.colorspace, f.color_range, f.color_primaries, f.color_trc))
 
 
 def same_geometry(a: str, b: str) -> bool:
-    return first_frame(a)[:4] == first_frame(b)[:4]
+    return first_frame(a)[:4] == first_frame(b)[:4]  # size, rotation and pixel format
 
 
 def plan_of(path: str, video: VideoOptions) -> ResizePlan:
