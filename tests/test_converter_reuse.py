@@ -11,11 +11,12 @@ from videoproc.testmedia import Clip
 
 # The same geometry, different colour metadata: the pixels must follow each frame's own. The untagged
 # clip (no matrix, range or chroma siting, like many phone encodes) is the one that matters most:
-# swscale keeps the previous frame's matrix when a frame names none, where explicit tags always
-# replace it.
+# a reused graph kept the previous frame's matrix when a frame named none, where explicit tags always
+# replaced it.
 VARIANTS = [
     Clip(name="reuse_untagged.mp4", args=(
-        "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-c:v", "libx264", "-pix_fmt", "yuv420p")),
+        "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-c:v", "libx264",
+        "-pix_fmt", "yuv420p")),
     Clip(name="reuse_bt601_tv.mp4", args=(
         "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
         "-colorspace", "smpte170m", "-color_range", "tv")),

@@ -55,7 +55,8 @@ def corpus(clip_factory) -> list[str]:
 
 def outcome(result) -> tuple:
     """Everything about a row that its video and options decide (not its timing)."""
-    return result.status, result.error, result.shape, result.frame_indices, result.frames and bytes(result.frames)
+    frames = result.frames and bytes(result.frames)
+    return result.status, result.error, result.shape, result.frame_indices, frames
 
 
 def in_order(paths: list[str]) -> dict[tuple[str, int], tuple]:
