@@ -9,8 +9,14 @@ from tests.conftest import ffmpeg_frames
 from videoproc.resize import FrameConverter, plan_resize, shared_converter
 from videoproc.testmedia import Clip
 
-# The same geometry, different colour metadata: the scale filter must read each frame's own.
+# The same geometry, different colour metadata: the pixels must follow each frame's own. The untagged
+# clip (no matrix, range or chroma siting, like many phone encodes) is the one that matters most:
+# a reused graph kept the previous frame's matrix when a frame named none, where explicit tags always
+# replaced it.
 VARIANTS = [
+    Clip(name="reuse_untagged.mp4", args=(
+        "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-c:v", "libx264",
+        "-pix_fmt", "yuv420p")),
     Clip(name="reuse_bt601_tv.mp4", args=(
         "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
         "-colorspace", "smpte170m", "-color_range", "tv")),
@@ -33,8 +39,8 @@ def test_a_shared_converter_gives_each_video_what_a_fresh_one_gives(clip_factory
     plan = plan_resize(96, 64, size=(40, 30), mode="stretch")
     shared = shared_converter(plan, rotation=0, threads=1)
     assert shared_converter(plan, rotation=0, threads=1) is shared
-    # Interleaved, so every video follows a video with other colour properties.
-    for path in paths + paths[::-1] + paths:
+    # Interleaved, so every video follows every other, the untagged one after each tagged one.
+    for path in paths + paths[::-1] + paths[1:] + paths[:1]:
         fresh = FrameConverter(plan, rotation=0, threads=1)
         for frame in decoded(path)[:3]:
             assert np.array_equal(shared(frame), fresh(frame)), path

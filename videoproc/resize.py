@@ -98,6 +98,23 @@ _GRAPHS_PER_CONVERTER = 4
 _SHARED_CONVERTERS = 8
 
 
+def _graph_key(frame) -> tuple:
+    """Every property of a frame that a graph fixes or remembers: a graph only ever sees frames
+    that agree on all of them.
+
+    A graph keeps state from earlier frames: a frame whose matrix and range are unspecified, after
+    a BT.709 one, is still converted as BT.709 (up to 40 levels off), where a fresh graph reads it
+    as BT.601 limited, like the FFmpeg CLI. Primaries and transfer are in the key although RGB
+    output does not use them today. Chroma siting is the one colour property PyAV 18 does not
+    expose; the graph reads it from each frame (checked with left, centre and top-left siting,
+    tagged and untagged, each after each), so it needs no key.
+    """
+    return (
+        frame.width, frame.height, frame.format.name,
+        frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc,
+    )
+
+
 class FrameConverter:
     """Turns decoded frames into uint8 RGB arrays of the planned output size.
 
@@ -121,7 +138,7 @@ class FrameConverter:
         return self._place(self._scale(frame))
 
     def _scale(self, frame) -> np.ndarray:
-        key = (frame.width, frame.height, frame.format.name)
+        key = _graph_key(frame)
         # Taken out while in use: a graph that raised may still hold a frame it never gave back,
         # so it is only put back after a clean push and pull.
         graph = self._graphs.pop(key, None) or self._build_graph(frame)
@@ -131,8 +148,9 @@ class FrameConverter:
         return rgb
 
     def _keep(self, key: tuple, graph) -> None:
-        # One graph per input geometry, most recent last: a stream that changes size mid-way, or a
-        # worker's next video of another size, gets its own graph without rebuilding the others.
+        # One graph per input description, most recent last: a stream that changes size mid-way, or
+        # a worker's next video of another size or colour, gets its own graph without rebuilding
+        # the others.
         self._graphs[key] = graph
         while len(self._graphs) > _GRAPHS_PER_CONVERTER:
             del self._graphs[next(iter(self._graphs))]
@@ -174,8 +192,10 @@ def shared_converter(plan: ResizePlan, *, rotation: int, threads: int) -> FrameC
     """A converter kept for the life of the process, for every video with this plan and rotation.
 
     Building FFmpeg's filter graph costs about as much as converting one frame (0.15 ms at 224x224
-    here), which is a measurable share of a short clip; a worker's videos mostly share their sizes,
-    so the graph is built once per geometry. Frames carry their own colour range, matrix and chroma
-    siting, which the scale filter reads per frame, so reuse across videos gives the same pixels.
+    here), which is a measurable share of a short clip; a worker's videos mostly share their sizes
+    and colour descriptions, so a graph is built once per such description and reused. It is not
+    enough to key graphs on the geometry: a graph remembers the colour matrix of earlier frames
+    (see `_graph_key`), so graphs are keyed on every colour property a frame carries, and a row's
+    pixels never depend on what its worker converted before.
     """
     return FrameConverter(plan, rotation=rotation, threads=threads)

@@ -67,3 +67,38 @@ SAMPLE_CLIPS = (
         ),
     ),
 )
+
+
+def _colour(size: str, pix_fmt: str, *tags: str) -> tuple[str, ...]:
+    return (
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=5:duration=1",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", pix_fmt, *tags,
+    )
+
+
+_BT601_TV = ("-colorspace", "smpte170m", "-color_range", "tv")
+_BT601_PC = ("-colorspace", "smpte170m", "-color_range", "pc")
+# The encoder takes primaries and transfer from the frames, so they are set by a filter.
+_BT709_TV = ("-vf", "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv")
+_BT709_PC = ("-colorspace", "bt709", "-color_range", "pc")
+
+# One picture under different colour metadata, at two geometries that real clips also have (1280x720
+# like the WebM clips, 176x144 like carphone): a worker that keeps conversion state across videos of
+# one geometry meets every pair of them. Untagged clips carry no matrix, range or chroma siting at
+# all, as many phone and screen-capture encodes do.
+COLOUR_CLIPS = (
+    Clip(name="colour_720_untagged.mp4", args=_colour("1280x720", "yuv420p")),
+    Clip(name="colour_720_bt601_tv.mp4", args=_colour("1280x720", "yuv420p", *_BT601_TV)),
+    Clip(name="colour_720_bt709_pc.mp4", args=_colour("1280x720", "yuv420p", *_BT709_PC)),
+    Clip(name="colour_qcif_untagged.mp4", args=_colour("176x144", "yuv420p")),
+    Clip(name="colour_qcif_bt601_tv.mp4", args=_colour("176x144", "yuv420p", *_BT601_TV)),
+    Clip(name="colour_qcif_bt601_pc.mp4", args=_colour("176x144", "yuv420p", *_BT601_PC)),
+    Clip(name="colour_qcif_bt709_tv.mp4", args=_colour("176x144", "yuv420p", *_BT709_TV)),
+    Clip(name="colour_qcif_bt709_pc.mp4", args=_colour("176x144", "yuv420p", *_BT709_PC)),
+    Clip(name="colour_qcif_untagged_centre.mp4",
+         args=_colour("176x144", "yuv420p", "-chroma_sample_location", "center")),
+    Clip(name="colour_qcif_untagged_444.mp4", args=_colour("176x144", "yuv444p")),
+    Clip(name="colour_qcif_bt709_tv_444.mp4", args=_colour("176x144", "yuv444p", *_BT709_TV)),
+    Clip(name="colour_qcif_untagged_10bit.mp4", args=_colour("176x144", "yuv420p10le")),
+    Clip(name="colour_qcif_bt709_pc_10bit.mp4", args=_colour("176x144", "yuv420p10le", *_BT709_PC)),
+)
