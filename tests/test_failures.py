@@ -1,8 +1,8 @@
 """Every kind of bad input becomes one failed row with a clear error, and the rest of the run goes on.
 
 All kinds go through ONE run of the job with two workers. The run happens in a fresh interpreter
-so the test-only fault hook (a worker that segfaults or hangs on a marked URI) is switched on for
-its worker processes and nowhere else.
+that installs the test-only fault hook (tests.hooks: a worker that really segfaults or hangs on a
+marked URI) for that run and nowhere else.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from tests.conftest import GENERATED_DIR, REAL_DIR
 from tests.helpers import AUDIO_ONLY, frames_of, read_output, write_manifest
 from tests.servers.http_server import HttpTestServer
 from tests.servers.s3 import free_port
-from videoproc.source.http import TRUSTED_PRIVATE_ENV
-from videoproc.pool import FAULT_ENV
 from videoproc.testmedia import ffmpeg_exe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,9 +28,11 @@ MAX_ALLOC = 2**20  # 1 MiB: a 720p source frame alone (2.7 MB) is over it, a 320
 
 RUN = """
 import json, sys
+from tests.hooks import install_faults
 from videoproc.config import build_options
 from videoproc.job import run_preprocess
 options = build_options(manifest=sys.argv[1], values=json.loads(sys.argv[2]))
+install_faults()
 report = run_preprocess(options)
 print(json.dumps(report.summary))
 sys.exit(report.exit_code)
@@ -123,13 +123,12 @@ def failure_run(tmp_path_factory, clip_factory, sample_clips, http_server):
     values = {
         "output": output, "workers": 2, "timeout": TIMEOUT_S, "max_alloc": MAX_ALLOC, "num_frames": 4,
         "size": "32x24", "shard_size": 7, "progress": "lines", "read_timeout": 1.0, "http_retries": 0,
+        # The test server and the closed port are allowed; 10.0.0.1 and 169.254.169.254 are not,
+        # and are refused before any connection is attempted.
+        "allow_private_hosts": f"127.0.0.1:{http_server.port},127.0.0.1:{closed_port}",
     }
-    # The test server and the closed port are trusted; 10.0.0.1 and 169.254.169.254 are not, and
-    # are refused before any connection is attempted.
-    trusted = f"127.0.0.1:{http_server.port},127.0.0.1:{closed_port}"
-    env = {**os.environ, FAULT_ENV: "1", TRUSTED_PRIVATE_ENV: trusted}
     proc = subprocess.run(
-        [sys.executable, "-c", RUN, manifest, json.dumps(values)], cwd=ROOT, env=env,
+        [sys.executable, "-c", RUN, manifest, json.dumps(values)], cwd=ROOT,
         capture_output=True, text=True, timeout=120,
     )
     assert proc.stdout.strip(), proc.stderr

@@ -98,7 +98,7 @@ def check_public(ip: IPAddress, *, host: str, url: str) -> None:
     raise SourceError(
         f"refused {redact(url)}: {shown} is a {entry.kind} address ({entry.network}, {entry.name}), and "
         f"URLs in a manifest may only reach public addresses; if this host is trusted, add it to "
-        f"--allow-private-hosts{named}"
+        f"--allow-private-hosts{named}, or pass --allow-private-network to allow every private address"
     )
 
 

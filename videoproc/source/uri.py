@@ -20,10 +20,11 @@ from videoproc.errors import SourceError
 # address checks that http(s) URLs get, so they are refused.
 OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"})
 HTTP_SCHEMES = frozenset({"http", "https"})
-SUPPORTED = ", ".join(["local path", "file:///PATH", "data:", "http(s)://", *(f"{s}://" for s in sorted(OBJECT_STORE_SCHEMES))])
+SUPPORTED = "a local path, file:///PATH, data:, http(s)://, or an object store: " + ", ".join(f"{s}://" for s in sorted(OBJECT_STORE_SCHEMES))
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_BRACKETED = re.compile(r"\[[^\]/]*\]")
+# An IPv6 host literal right after '//' (http://[::1]:8080/...) holds '::' and is no chain.
+_IPV6_HOST = re.compile(r"[^:]+://([^/?#@\[]*@)?\[[0-9A-Fa-f:.]*\]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +54,7 @@ def parse_uri(uri: str) -> ParsedURI:
     scheme = match[1].lower() if match else ""
     if scheme == "data":
         return ParsedURI(uri=uri, scheme="data")
-    if "::" in _BRACKETED.sub("", uri):  # an IPv6 host literal, [::1], is no chain
+    if "::" in _IPV6_HOST.sub("", uri, count=1):
         raise SourceError(
             f"URI {shorten(uri)!r} contains '::', which chains a second protocol (fsspec URL "
             "chaining) past the checks of the first; chained URLs are refused: give one plain URL"
@@ -71,7 +72,7 @@ def parse_uri(uri: str) -> ParsedURI:
         return ParsedURI(uri=uri, scheme="file", path=_file_path(uri))
     if scheme in HTTP_SCHEMES or scheme in OBJECT_STORE_SCHEMES:
         return ParsedURI(uri=uri, scheme=scheme)
-    raise SourceError(f"URI scheme {scheme!r} is not supported (in {shorten(uri)!r}); use one of: {SUPPORTED}")
+    raise SourceError(f"URI scheme {scheme!r} is not supported (in {shorten(uri)!r}); use {SUPPORTED}")
 
 
 def _file_path(uri: str) -> str:
