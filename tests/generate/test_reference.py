@@ -37,10 +37,10 @@ def test_missing_file(tmp_path):
 
 def test_not_an_image(tmp_path):
     (tmp_path / "x.png").write_text("hello")
-    with pytest.raises(RequestError, match=r"is not a readable image .*point it at a PNG or JPEG"):
+    with pytest.raises(RequestError, match=r"is not a readable image \(no PNG, JPEG or WebP image found in its 5 bytes\); point it at a PNG, JPEG or WebP file"):
         load_reference(str(tmp_path / "x.png"))
 
 
 def test_unsupported_scheme():
-    with pytest.raises(RequestError, match=r"URI scheme 'ftp' is not supported .* use a local path, file://, data:, http\(s\)://"):
+    with pytest.raises(RequestError, match=r"URI scheme 'ftp' is not supported .* use a local path, file:///PATH, data:, http\(s\)://"):
         load_reference("ftp://example.com/a.png")
