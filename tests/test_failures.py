@@ -96,6 +96,20 @@ def _bad_inputs(folder: str, clip_factory) -> list[tuple[str, str, str]]:
     ]
 
 
+def _uri_rule_inputs(folder: str, output: str) -> list[tuple[str, str, str]]:
+    """Rows the URI rules refuse before anything is read."""
+    fifo = os.path.join(folder, "pipe.mp4")
+    os.mkfifo(fifo)
+    own = os.path.join(output, "data", "part-000000.parquet")
+    return [
+        ("fifo", fifo, f"{fifo} is a FIFO (named pipe), not a regular file"),
+        ("dev-zero", "/dev/zero", "/dev/zero is a character device, not a regular file"),
+        ("chained", "s3://bucket/k.mp4::http://127.0.0.1/x.mp4", "contains '::', which chains a second protocol"),
+        ("no-slashes", "s3:x/outside.mp4", "has the scheme 's3' but no '//' after it"),
+        ("own-output", own, f"is inside this run's own output ({output})"),
+    ]
+
+
 @pytest.fixture(scope="module")
 def http_server():
     with HttpTestServer({"clip.mp4": os.path.join(REAL_DIR, "carphone_pristine.mp4")}) as server:
@@ -111,7 +125,8 @@ def failure_run(tmp_path_factory, clip_factory, sample_clips, http_server):
         ("good-1", os.path.join(REAL_DIR, "carphone_pristine.mp4")),
         ("good-2", "data:video/mp4;base64," + base64.b64encode(open(sample_clips["vfr.mkv"], "rb").read()).decode()),
     ]
-    bad = _bad_inputs(folder, clip_factory) + _remote_inputs(http_server, closed_port)
+    output = os.path.join(folder, "out")
+    bad = _bad_inputs(folder, clip_factory) + _remote_inputs(http_server, closed_port) + _uri_rule_inputs(folder, output)
     good.append(("good-http", http_server.url("files/clip.mp4")))
     rows = [good[0], *[(i, u) for i, u, _ in bad[:7]], good[1], *[(i, u) for i, u, _ in bad[7:14]], good[2],
             *[(i, u) for i, u, _ in bad[14:]], good[3]]
@@ -119,7 +134,6 @@ def failure_run(tmp_path_factory, clip_factory, sample_clips, http_server):
         os.path.join(folder, "manifest.parquet"),
         {"id": [r[0] for r in rows], "uri": [r[1] for r in rows], "n": list(range(len(rows)))},
     )
-    output = os.path.join(folder, "out")
     values = {
         "output": output, "workers": 2, "timeout": TIMEOUT_S, "max_alloc": MAX_ALLOC, "num_frames": 4,
         "size": "32x24", "shard_size": 7, "progress": "lines", "read_timeout": 1.0, "http_retries": 0,
@@ -148,7 +162,7 @@ def test_the_matrix_covers_at_least_fifteen_kinds(failure_run):
     assert len(failure_run["bad"]) >= 15
 
 
-@pytest.mark.parametrize("index", range(19))
+@pytest.mark.parametrize("index", range(24))
 def test_each_failure_kind_is_a_failed_row_with_a_clear_error(failure_run, index):
     row_id, _, expected = failure_run["bad"][index]
     row = next(r for r in failure_run["rows"] if r["id"] == row_id)
@@ -170,5 +184,5 @@ def test_the_good_rows_are_intact(failure_run):
 def test_the_run_finishes_with_rows_failed(failure_run):
     summary = failure_run["summary"]
     assert failure_run["exit_code"] == 3
-    assert summary["rows_ok"] == 4 and summary["rows_failed"] == 19
+    assert summary["rows_ok"] == 4 and summary["rows_failed"] == 24
     assert summary["shards_pending"] == 0 and summary["shards_committed"] == summary["shards_total"] == 4
