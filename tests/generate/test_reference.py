@@ -110,6 +110,12 @@ def test_too_large_file_is_refused(reference_png):
         load_reference(reference_png, options=rules(max_bytes=100))
 
 
+def test_too_large_data_uri_is_refused_naming_this_stages_cap(reference_png):
+    payload = base64.b64encode(pathlib.Path(reference_png).read_bytes()).decode()
+    with pytest.raises(RequestError, match=r"over the max_reference_bytes cap of 100; use a smaller image or raise --max-reference-bytes"):
+        load_reference(f"data:image/png;base64,{payload}", options=rules(max_bytes=100))
+
+
 def test_image_of_another_format_is_refused(tmp_path, reference_png):
     from PIL import Image
 

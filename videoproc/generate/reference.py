@@ -50,6 +50,9 @@ def load_reference(uri: str, *, options: SourceOptions | None = None) -> Any:
 def _read_reference_bytes(uri: str, options: SourceOptions) -> bytes:
     """Bytes of the image at `uri`, at most options.max_download_bytes of them."""
     cap = options.max_download_bytes
+    embedded = len(uri.partition(",")[2]) * 3 // 4 if uri[:5].lower() == "data:" else 0
+    if embedded > cap:  # checked here so that the message names this stage's flag
+        raise RequestError(f"input_reference {shorten(uri)!r}: {_too_big(embedded, cap)}")
     try:
         with open_uri(uri, options=options) as reader:
             size = reader.size()

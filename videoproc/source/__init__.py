@@ -17,13 +17,7 @@ from videoproc.source.counting import CountingReader
 from videoproc.source.prefixes import check_location
 from videoproc.source.uri import OBJECT_STORE_SCHEMES, ParsedURI, parse_uri
 
-__all__ = ["OBJECT_STORE_SCHEMES", "open_uri", "scheme_of"]
-
-
-def scheme_of(uri: str) -> str:
-    """'' for plain local paths (including Windows drive letters), else the lower-case scheme;
-    raises SourceError for a URI the parser refuses."""
-    return parse_uri(uri).scheme
+__all__ = ["OBJECT_STORE_SCHEMES", "open_uri", "parse_uri"]
 
 
 @contextmanager
