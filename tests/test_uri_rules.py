@@ -18,7 +18,7 @@ import pytest
 from videoproc.errors import OptionsError, SourceError
 from videoproc.options import SourceOptions, VideoOptions
 from videoproc.process import VideoTask, process_video
-from videoproc.source import addresses, open_uri, safety
+from videoproc.source import addresses, safety
 from videoproc.source.prefixes import check_location, normalise_location
 from videoproc.source.uri import parse_uri
 
