@@ -15,18 +15,17 @@ from bench.corpus import DEFAULT_CORPUS_DIR, SHORT_DENSE, build, full_corpus, qu
 from tests.servers.http_server import HttpTestServer
 from videoproc.options import SourceOptions, VideoOptions
 from videoproc.process import VideoTask, process_video
-from videoproc.source.http import TRUSTED_PRIVATE_ENV
 
 
 def measure(path: str) -> dict[str, float]:
     name = os.path.basename(path)
     with HttpTestServer({name: path}) as server:
-        # The server is on 127.0.0.1, which the URL safety check refuses unless trusted.
-        os.environ[TRUSTED_PRIVATE_ENV] = f"127.0.0.1:{server.port}"
+        # The server is on 127.0.0.1, which the URL safety check refuses unless allowed.
+        source = SourceOptions(allow_private_hosts=(f"127.0.0.1:{server.port}",))
         started = time.monotonic()
         result = process_video(
             VideoTask(row=0, id="bench", uri=server.url(f"files/{name}")),
-            video=VideoOptions(num_frames=16, size=(224, 224)), source=SourceOptions(), threads=1,
+            video=VideoOptions(num_frames=16, size=(224, 224)), source=source, threads=1,
         )
         elapsed = time.monotonic() - started
         assert result.status == "ok", result.error

@@ -1,8 +1,8 @@
 """Every kind of bad input becomes one failed row with a clear error, and the rest of the run goes on.
 
 All kinds go through ONE run of the job with two workers. The run happens in a fresh interpreter
-so the test-only fault hook (a worker that segfaults or hangs on a marked URI) is switched on for
-its worker processes and nowhere else.
+that installs the test-only fault hook (tests.hooks: a worker that really segfaults or hangs on a
+marked URI) for that run and nowhere else.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from tests.servers.http_server import HttpTestServer
 from tests.servers.s3 import free_port
 from videoproc.config import build_options
 from videoproc.job import run_preprocess
-from videoproc.source.http import TRUSTED_PRIVATE_ENV
-from videoproc.pool import FAULT_ENV
 from videoproc.testmedia import ffmpeg_exe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,9 +30,11 @@ MAX_ALLOC = 2**20  # 1 MiB: a 720p source frame alone (2.7 MB) is over it, a 320
 
 RUN = """
 import json, sys
+from tests.hooks import install_faults
 from videoproc.config import build_options
 from videoproc.job import run_preprocess
 options = build_options(manifest=sys.argv[1], values=json.loads(sys.argv[2]))
+install_faults()
 report = run_preprocess(options)
 print(json.dumps(report.summary))
 sys.exit(report.exit_code)
@@ -100,6 +100,20 @@ def _bad_inputs(folder: str, clip_factory) -> list[tuple[str, str, str]]:
     ]
 
 
+def _uri_rule_inputs(folder: str, output: str) -> list[tuple[str, str, str]]:
+    """Rows the URI rules refuse before anything is read."""
+    fifo = os.path.join(folder, "pipe.mp4")
+    os.mkfifo(fifo)
+    own = os.path.join(output, "data", "part-000000.parquet")
+    return [
+        ("fifo", fifo, f"{fifo} is a FIFO (named pipe), not a regular file"),
+        ("dev-zero", "/dev/zero", "/dev/zero is a character device, not a regular file"),
+        ("chained", "s3://bucket/k.mp4::http://127.0.0.1/x.mp4", "contains '::', which chains a second protocol"),
+        ("no-slashes", "s3:x/outside.mp4", "has the scheme 's3' but no '//' after it"),
+        ("own-output", own, f"is inside this run's own output ({output})"),
+    ]
+
+
 @pytest.fixture(scope="module")
 def http_server():
     with HttpTestServer({"clip.mp4": os.path.join(REAL_DIR, "carphone_pristine.mp4")}) as server:
@@ -115,7 +129,8 @@ def failure_run(tmp_path_factory, clip_factory, sample_clips, http_server):
         ("good-1", os.path.join(REAL_DIR, "carphone_pristine.mp4")),
         ("good-2", "data:video/mp4;base64," + base64.b64encode(open(sample_clips["vfr.mkv"], "rb").read()).decode()),
     ]
-    bad = _bad_inputs(folder, clip_factory) + _remote_inputs(http_server, closed_port)
+    output = os.path.join(folder, "out")
+    bad = _bad_inputs(folder, clip_factory) + _remote_inputs(http_server, closed_port) + _uri_rule_inputs(folder, output)
     good.append(("good-http", http_server.url("files/clip.mp4")))
     rows = [good[0], *[(i, u) for i, u, _ in bad[:7]], good[1], *[(i, u) for i, u, _ in bad[7:14]], good[2],
             *[(i, u) for i, u, _ in bad[14:]], good[3]]
@@ -123,17 +138,15 @@ def failure_run(tmp_path_factory, clip_factory, sample_clips, http_server):
         os.path.join(folder, "manifest.parquet"),
         {"id": [r[0] for r in rows], "uri": [r[1] for r in rows], "n": list(range(len(rows)))},
     )
-    output = os.path.join(folder, "out")
     values = {
         "output": output, "workers": 2, "timeout": TIMEOUT_S, "max_alloc": MAX_ALLOC, "num_frames": 4,
         "size": "32x24", "shard_size": 7, "progress": "lines", "read_timeout": 1.0, "http_retries": 0,
+        # The test server and the closed port are allowed; 10.0.0.1 and 169.254.169.254 are not,
+        # and are refused before any connection is attempted.
+        "allow_private_hosts": f"127.0.0.1:{http_server.port},127.0.0.1:{closed_port}",
     }
-    # The test server and the closed port are trusted; 10.0.0.1 and 169.254.169.254 are not, and
-    # are refused before any connection is attempted.
-    trusted = f"127.0.0.1:{http_server.port},127.0.0.1:{closed_port}"
-    env = {**os.environ, FAULT_ENV: "1", TRUSTED_PRIVATE_ENV: trusted}
     proc = subprocess.run(
-        [sys.executable, "-c", RUN, manifest, json.dumps(values)], cwd=ROOT, env=env,
+        [sys.executable, "-c", RUN, manifest, json.dumps(values)], cwd=ROOT,
         capture_output=True, text=True, timeout=120,
     )
     assert proc.stdout.strip(), proc.stderr
@@ -153,7 +166,7 @@ def test_the_matrix_covers_at_least_fifteen_kinds(failure_run):
     assert len(failure_run["bad"]) >= 15
 
 
-@pytest.mark.parametrize("index", range(19))
+@pytest.mark.parametrize("index", range(24))
 def test_each_failure_kind_is_a_failed_row_with_a_clear_error(failure_run, index):
     row_id, _, expected = failure_run["bad"][index]
     row = next(r for r in failure_run["rows"] if r["id"] == row_id)
@@ -175,7 +188,7 @@ def test_the_good_rows_are_intact(failure_run):
 def test_the_run_finishes_with_rows_failed(failure_run):
     summary = failure_run["summary"]
     assert failure_run["exit_code"] == 3
-    assert summary["rows_ok"] == 4 and summary["rows_failed"] == 19
+    assert summary["rows_ok"] == 4 and summary["rows_failed"] == 24
     assert summary["shards_pending"] == 0 and summary["shards_committed"] == summary["shards_total"] == 4
 
 

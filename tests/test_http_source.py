@@ -117,12 +117,13 @@ def run(uri: str, source: SourceOptions = OK):
     return process_video(VideoTask(row=0, id="v", uri=uri), video=VIDEO, source=source, threads=1)
 
 
-def trusted(server) -> tuple[tuple[str, int], ...]:
-    return (("127.0.0.1", server.port),)
+def trusted(server, **options) -> SourceOptions:
+    """Options that let the test server (127.0.0.1:PORT, and only it) through the private-network refusal."""
+    return SourceOptions(allow_private_hosts=(f"127.0.0.1:{server.port}",), **options)
 
 
-def read_all(uri: str, options: SourceOptions, **kwargs) -> bytes:
-    reader = http_source.open_http_url(uri, options=options, **kwargs)
+def read_all(uri: str, options: SourceOptions) -> bytes:
+    reader = http_source.open_http(uri, options=options)
     try:
         return reader.read()
     finally:
@@ -140,7 +141,7 @@ def read_all(uri: str, options: SourceOptions, **kwargs) -> bytes:
         ("10.0.0.1", "private"),
         ("192.168.1.20", "private"),
         ("172.16.5.4", "private"),
-        ("fd00:ec2::254", "private"),  # AWS metadata over IPv6
+        ("fd00:ec2::254", "metadata"),  # AWS metadata over IPv6
         ("169.254.169.254", "link-local"),  # cloud metadata
         ("fe80::1", "link-local"),
         ("224.0.0.1", "multicast"),
@@ -150,7 +151,7 @@ def read_all(uri: str, options: SourceOptions, **kwargs) -> bytes:
         ("240.0.0.1", "reserved"),
         ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
         ("64:ff9b::a00:1", "private"),  # NAT64 of 10.0.0.1
-        ("100.100.100.200", "non-global"),  # shared address space (Alibaba metadata)
+        ("100.100.100.200", "metadata"),  # Alibaba metadata, inside the shared address space
         ("8.8.8.8", None),
         ("2001:4860:4860::8888", None),
     ],
@@ -248,11 +249,11 @@ def test_host_outside_allowed_domains_is_a_failed_row(server, dialled):
     ],
 )
 def test_redirect_to_private_address_is_refused_before_connecting(server, dialled, target, reason):
-    """The first hop (127.0.0.1:PORT) is trusted for the test; the hop it redirects to is checked
+    """The first hop (127.0.0.1:PORT) is allowed by --allow-private-hosts; the hop it redirects to is checked
     again, and refused, with only the test server ever dialled."""
     url = server.url(f"redirect?to={target}")
     with pytest.raises(SourceError, match=f"refused {re.escape(target)}: {re.escape(reason)}"):
-        read_all(url, SourceOptions(), trusted_private=trusted(server))
+        read_all(url, trusted(server))
     assert {ip for ip, _ in dialled} == {"127.0.0.1"}
     assert len(server.requests) == 1 and server.requests[0].path.startswith("/redirect?to=")
 
@@ -261,7 +262,7 @@ def test_redirect_to_name_resolving_inside_is_refused(server, dialled, fake_dns)
     answers, _, _ = fake_dns
     answers["metadata.test"] = ["169.254.169.254"]
     with pytest.raises(SourceError, match=r"metadata.test \(169.254.169.254\) is a link-local address"):
-        read_all(server.url("redirect?to=http://metadata.test/x"), SourceOptions(), trusted_private=trusted(server))
+        read_all(server.url("redirect?to=http://metadata.test/x"), trusted(server))
     assert {ip for ip, _ in dialled} == {"127.0.0.1"}
 
 
@@ -278,7 +279,7 @@ def test_connects_to_the_checked_address_with_the_host_name_in_host_header(serve
     answers, later, lookups = fake_dns
     answers["videos.test"], later["videos.test"] = ["127.0.0.1"], ["10.9.9.9"]
     url = server.url(route, host="videos.test")
-    data = read_all(url, SourceOptions(cache_entries=0), trusted_private=trusted(server))
+    data = read_all(url, trusted(server, cache_entries=0))
     assert data == server.files["long.mp4"]
     assert len(dialled) > 1 and lookups == ["videos.test"]
     assert {ip for ip, _ in dialled} == {"127.0.0.1"}
@@ -292,10 +293,10 @@ def test_https_sends_sni_and_checks_the_certificate_for_the_host_name(tmp_path, 
     with HttpTestServer(clips, tls=tls) as srv:
         url = srv.url("host", host="videos.test")
         with pytest.raises(SourceError, match=r"TLS certificate of https://videos.test:\d+/host is not valid .*not retried"):
-            read_all(url, SourceOptions(), trusted_private=trusted(srv))
+            read_all(url, trusted(srv))
         assert srv.requests == []
         monkeypatch.setattr(http_source, "_ssl_context", lambda: ssl.create_default_context(cadata=cert_pem))
-        assert read_all(url, SourceOptions(), trusted_private=trusted(srv)) == f"videos.test:{srv.port}".encode()
+        assert read_all(url, trusted(srv)) == f"videos.test:{srv.port}".encode()
     assert set(srv.sni) == {"videos.test"}
 
 
@@ -315,7 +316,7 @@ def test_http_video_decodes_to_the_same_frames_as_the_local_file(server, clips, 
 
 def test_range_reads_fetch_only_the_blocks_asked_for(server):
     size = len(server.files["long.mp4"])
-    reader = http_source.open_http_url(server.url("files/long.mp4"), options=OK)
+    reader = http_source.open_http(server.url("files/long.mp4"), options=OK)
     reader.seek(size - 100)
     tail = reader.read()
     reader.seek(5 * BLOCK_SIZE + 10)

@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import GENERATED_DIR, REAL_DIR
+from tests.hooks import faulting_job
 from tests.servers.ray_cluster import RayCluster, foreign_connections, process_cmdline
-from videoproc import storage
+from videoproc import executor, storage
 from videoproc.config import build_options
 from videoproc.errors import OptionsError
 from videoproc.job import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS_FAILED, run_preprocess
@@ -250,9 +251,10 @@ def test_cli_exit_code_and_output_match_local(ray_cluster, late_manifest, tmp_pa
     assert _shard_files(str(tmp_path / "ray")) == _shard_files(str(tmp_path / "local"))
 
 
-def test_crashing_and_hanging_videos_fail_only_their_rows(ray_cluster, sample_clips, tmp_path):
+def test_crashing_and_hanging_videos_fail_only_their_rows(ray_cluster, sample_clips, tmp_path, monkeypatch):
     """A decoder segfault or a hang inside a task costs one row, not the shard (the task runs each
-    video in a child process); the nodes run with the test fault hooks enabled."""
+    video in a child process); the driver ships the test fault hook (tests.hooks) to the tasks."""
+    monkeypatch.setattr(executor, "VIDEO_JOB", faulting_job)
     good = sample_clips["vfr.mkv"]
     uris = [good, str(tmp_path / "fault-segfault.mp4"), sample_clips["rotated_90.mp4"], str(tmp_path / "fault-hang.mp4"), good]
     manifest = _write_manifest(str(tmp_path / "faults.parquet"), uris)

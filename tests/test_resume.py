@@ -72,9 +72,11 @@ def read_rows(output) -> pa.Table:
     return pq.read_table(os.path.join(output, "data")).sort_by("id")
 
 
-def cli(*args, env=None, **kwargs) -> subprocess.Popen:
+def cli(*args, write_delay: float | None = None, **kwargs) -> subprocess.Popen:
+    """The job in a new process group; write_delay: seconds each shard write pauses (tests.hooks)."""
+    command = ["tests.hooked_cli", "--write-delay", str(write_delay), "preprocess"] if write_delay else ["jobs.preprocess"]
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.preprocess", *args], cwd=ROOT, env=env,
+        [sys.executable, "-m", *command, *args], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kwargs,
     )
 
@@ -95,11 +97,10 @@ def test_kill_9_at_random_moments_then_resume_gives_exactly_once(tmp_path, clip_
     args = [manifest, "--output", str(output), "--num-frames", "4", "--size", "32x32",
             "--shard-size", "4", "--workers", "2", "--progress", "off"]
     # Each shard write pauses before it is published, so kills land inside shard writes too.
-    env = os.environ | {"VIDEOPROC_TEST_WRITE_DELAY": "0.3"}
     rng = random.Random(7)
     kills = kills_during_write = 0
     while kills < 12 or kills_during_write < 3:
-        proc = cli(*args, env=env)
+        proc = cli(*args, write_delay=0.3)
         if kills % 2 == 0:  # wait for a shard write in progress, however slow the machine is
             deadline, wait_for_write = time.monotonic() + 60, True
         else:
@@ -222,7 +223,7 @@ def test_ctrl_c_exits_130_leaves_no_partial_file_and_resumes(tmp_path):
     output = tmp_path / "out"
     args = [manifest, "--output", str(output), "--num-frames", "4", "--size", "32x32",
             "--shard-size", "4", "--workers", "2", "--progress", "off"]
-    proc = cli(*args, env=os.environ | {"VIDEOPROC_TEST_WRITE_DELAY": "1"})
+    proc = cli(*args, write_delay=1)
     deadline = time.monotonic() + 60
     while not shard_writing(output) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)

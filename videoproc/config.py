@@ -19,7 +19,8 @@ from videoproc.options import (
 
 _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
 _SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries", "max_redirects", "cache_entries"}
-_SOURCE = _SOURCE_PLAIN | {"storage_options", "allowed_domains", "max_download_bytes", "max_data_uri_bytes"}
+_SOURCE_LISTS = {"allowed_domains", "allow_private_hosts", "allowed_prefixes"}
+_SOURCE = _SOURCE_PLAIN | _SOURCE_LISTS | {"storage_options", "max_download_bytes", "max_data_uri_bytes"}
 _RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed", "worker_memory"}
 _TOP = {"output", "uri_column", "id_column"}
 KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
@@ -52,7 +53,7 @@ def build_options(*, manifest: str, values: dict[str, Any]) -> PreprocessOptions
         uri_column=values.get("uri_column", "uri"),
         id_column=values.get("id_column", "id"),
         video=_video(values),
-        source=_source(values),
+        source=_source(values, output=str(values["output"])),
         run=_run(values),
     )
 
@@ -75,14 +76,21 @@ def _run(values: dict[str, Any]) -> RunOptions:
     return RunOptions(**kwargs)
 
 
-def _source(values: dict[str, Any]) -> SourceOptions:
-    kwargs = {k: values[k] for k in _SOURCE_PLAIN if k in values}
+def _source(values: dict[str, Any], *, output: str) -> SourceOptions:
+    kwargs: dict[str, Any] = {k: values[k] for k in _SOURCE_PLAIN if k in values}
     if "storage_options" in values:
         kwargs["storage_options"] = parse_json_object(values["storage_options"])
-    if "allowed_domains" in values:
-        domains = values["allowed_domains"]
-        kwargs["allowed_domains"] = tuple(d.strip().lower() for d in (domains.split(",") if isinstance(domains, str) else domains) if d.strip())
+    for name in _SOURCE_LISTS & set(values):
+        kwargs[name] = parse_list(values[name])
+    if "allowed_domains" in kwargs:
+        kwargs["allowed_domains"] = tuple(d.lower() for d in kwargs["allowed_domains"])
     for name in ("max_download_bytes", "max_data_uri_bytes"):
         if name in values:
             kwargs[name] = parse_bytes(values[name])
-    return SourceOptions(**kwargs)
+    return SourceOptions(own_output=output, **kwargs)
+
+
+def parse_list(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """'a, b' (a flag) or ['a', 'b'] (a job file) -> ('a', 'b'), blanks dropped."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(item).strip() for item in items if str(item).strip())

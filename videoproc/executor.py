@@ -18,6 +18,11 @@ from videoproc.shards import ShardAssembler, ShardOutcome, ShardWork
 
 OnResult = Callable[[VideoResult], None]
 
+# What a worker runs for each video: process_video. A module attribute, read when a run starts and
+# shipped to the workers (Ray's too) by reference, so that a test can swap in a wrapper that really
+# segfaults or hangs on marked URIs (tests/hooks.py); the library itself never changes it.
+VIDEO_JOB: Callable[..., VideoResult] = process_video
+
 
 class Executor(Protocol):
     def run(
@@ -37,7 +42,7 @@ class LocalExecutor:
         run = self.options.run
         threads = run.threads_per_decoder()
         config = WorkerConfig(
-            job=process_video,
+            job=VIDEO_JOB,
             kwargs={"video": self.options.video, "source": self.options.source, "threads": threads},
             memory_limit=self.options.worker_memory_limit(threads=threads),
         )

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from videoproc import storage
 from videoproc.errors import OptionsError
+from videoproc import executor as local_executor
 from videoproc.executor import OnResult
 from videoproc.options import PreprocessOptions
 from videoproc.pool import WorkerConfig, WorkerPool
@@ -46,7 +47,8 @@ RowStatus = tuple[int, str, str | None]
 
 
 def run_shard(
-    work: ShardWork, *, schema: pa.Schema, final_url: str, options: PreprocessOptions, folder: str
+    work: ShardWork, *, schema: pa.Schema, final_url: str, options: PreprocessOptions, folder: str,
+    job: Callable[..., VideoResult] = process_video,
 ) -> tuple[ShardOutcome, list[RowStatus]]:
     """What one Ray task runs: process, assemble and publish one shard; return its stats.
 
@@ -58,12 +60,13 @@ def run_shard(
     complete; a hang would hold the shard forever. The child starts once per shard, not per video.
 
     folder: the driver's working folder, against which relative paths in the manifest resolve.
+    job: what runs each video (the driver's executor.VIDEO_JOB).
     """
     final = storage.locate(final_url, storage_options=options.source.storage_options)
     assembler = ShardAssembler(work, schema=schema, final=final, write_retries=options.run.write_retries)
     statuses: list[RowStatus] = []
     try:
-        with WorkerPool(workers=1, config=_worker_config(options, folder), timeout=options.run.timeout) as pool:
+        with WorkerPool(workers=1, config=_worker_config(options, folder, job), timeout=options.run.timeout) as pool:
             for result in pool.run(work.tasks):
                 statuses.append((result.row, result.status, result.error))
                 assembler.add(result)
@@ -77,23 +80,23 @@ def run_shard(
         raise
 
 
-def _worker_config(options: PreprocessOptions, folder: str) -> WorkerConfig:
+def _worker_config(options: PreprocessOptions, folder: str, job: Callable[..., VideoResult]) -> WorkerConfig:
     # One decoder thread: the task holds one CPU and Ray fills every CPU with a task.
     threads = options.run.decoder_threads or 1
-    kwargs = {"folder": folder, "video": options.video, "source": options.source, "threads": threads}
+    kwargs = {"folder": folder, "job": job, "video": options.video, "source": options.source, "threads": threads}
     # The ceiling applies in the pool's child, the one process that decodes, never in the Ray
     # worker, which Ray reuses for other tasks.
     return WorkerConfig(job=_process_in_folder, kwargs=kwargs, memory_limit=options.worker_memory_limit(threads=threads))
 
 
-def _process_in_folder(task: VideoTask, *, folder: str, **kwargs: Any) -> VideoResult:
+def _process_in_folder(task: VideoTask, *, folder: str, job: Callable[..., VideoResult], **kwargs: Any) -> VideoResult:
     """process_video from the driver's working folder, so that a relative path in the manifest
     names the same file as with the local executor (Ray workers start in a folder of their own).
     The child process is private to this shard, so changing its folder affects nothing else; on a
     node where the folder does not exist, a relative path fails its row as a missing file."""
     if os.path.isdir(folder) and os.getcwd() != folder:
         os.chdir(folder)
-    return process_video(task, **kwargs)
+    return job(task, **kwargs)
 
 
 class RayExecutor:
@@ -132,7 +135,8 @@ class RayExecutor:
                     work = todo.pop()
                     final_url = state.data_file(work.shard).url
                     ref = task.remote(
-                        work, schema=schema, final_url=final_url, options=self.options, folder=os.getcwd()
+                        work, schema=schema, final_url=final_url, options=self.options, folder=os.getcwd(),
+                        job=local_executor.VIDEO_JOB,
                     )
                     pending[ref] = work
                 done, _ = ray.wait(list(pending), num_returns=1)

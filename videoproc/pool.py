@@ -21,7 +21,6 @@ from typing import Any
 from videoproc.memory import WORKER_MEMORY_OPTION, limit_worker_memory
 from videoproc.process import VideoResult, VideoTask, failed
 
-FAULT_ENV = "VIDEOPROC_TEST_FAULTS"
 START_TIMEOUT_S = 120.0
 WORKER_NICENESS = 5
 _READY = "ready"
@@ -66,18 +65,7 @@ def _worker_main(conn: Connection, config: WorkerConfig) -> None:
             return
         if task is None:
             return
-        _inject_fault(task)
         conn.send(config.job(task, **config.kwargs))
-
-
-def _inject_fault(task: VideoTask) -> None:
-    """Test-only hook: with VIDEOPROC_TEST_FAULTS set, URIs naming a fault trigger it for real."""
-    if not os.environ.get(FAULT_ENV):
-        return
-    if "fault-segfault" in task.uri:
-        os.kill(os.getpid(), signal.SIGSEGV)
-    if "fault-hang" in task.uri:
-        time.sleep(3600)
 
 
 class WorkerPool:

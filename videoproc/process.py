@@ -1,7 +1,8 @@
 """One video, start to finish: source -> probe -> sample -> decode -> resize, as a result record.
 
 This is what a worker process runs. Every expected failure becomes a failed result with a message
-for a person; nothing a video contains can stop the run.
+for a person, and any other exception a failed result naming its type; nothing a video contains
+can stop the run.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def process_video(task: VideoTask, *, video: VideoOptions, source: SourceOptions
         result = failed(task, f"not a readable video: {_ffmpeg_reason(exc)}")
     except OSError as exc:  # a storage read failing mid-decode, after the source opened fine
         result = failed(task, f"read error: {exc}")
+    except Exception as exc:  # a bug or an input nobody foresaw: one failed row, never a dead worker
+        result = failed(task, f"unexpected error {type(exc).__name__}: {exc}; please report it with this row's URI")
     return _with_seconds(result, time.monotonic() - started)
 
 

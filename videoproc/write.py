@@ -22,7 +22,6 @@ from videoproc.process import VideoResult
 FORMAT_VERSION = "1"
 ROWS_PER_GROUP = 32
 METADATA_KEY = b"videoproc"
-WRITE_DELAY_ENV = "VIDEOPROC_TEST_WRITE_DELAY"
 
 BASE_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
@@ -139,14 +138,6 @@ class ShardWriter:
         self.rows += len(self._batch)
         self._batch = []
         self.seconds += time.monotonic() - started
-        _test_write_delay()
-
-
-def _test_write_delay() -> None:
-    """Test-only hook: widens the window in which a shard is half-written, so kill tests can hit it."""
-    delay = os.environ.get(WRITE_DELAY_ENV)
-    if delay:
-        time.sleep(float(delay))
 
 
 def _temp_path_for(final: storage.Location) -> str:

@@ -8,6 +8,7 @@ each test gets its own failure counter):
   /norange/NAME                  the whole file (200) whatever the Range header says
   /close/NAME                    as /files, but every answer closes the connection
   /slow/SECONDS/NAME             headers at once, the body only after SECONDS
+  /drip/SECONDS/NAME             the whole file (200), one byte every SECONDS: never a read timeout
   /fail/WHAT/TIMES/TOKEN/NAME    the first TIMES requests fail, then the file is served; WHAT is
                                  an HTTP status (500, 503, 429...) or `drop` (half the body, then
                                  the connection closes); ?retry_after=S adds a Retry-After header
@@ -172,6 +173,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._head(200, {"Content-Length": str(len(data))})
         self.owner.stopping.wait(float(seconds))
         self._body(name, data)
+
+    def _route_drip(self, rest: str, query) -> None:
+        seconds, _, name = rest.partition("/")
+        data = self.owner.files[name]
+        self._head(200, {"Content-Length": str(len(data))})
+        for i in range(len(data)):
+            if self.owner.stopping.wait(float(seconds)):
+                return
+            self._body(name, data[i : i + 1])
 
     def _route_fail(self, rest: str, query) -> None:
         what, times, token, name = rest.split("/", 3)

@@ -54,8 +54,6 @@ RAY_ENV = {
 # The driver joins with 127.0.0.1:PORT; without this it would swap that for the public interface
 # address too (see LAUNCHER). The nodes cannot use it: it also forbids joining a cluster.
 DRIVER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-# Lets the workers' test-only fault hooks fire (videoproc.pool), for the crash-isolation tests.
-TEST_ENV = {"VIDEOPROC_TEST_FAULTS": "1"}
 BOOTSTRAP_CONFIG = "provider:\n  type: local\n"
 # `ray start` swaps 127.0.0.1 for "the address other machines reach this one at", which it finds by
 # asking the routing table how it would reach 8.8.8.8, so both nodes would register (and talk to
@@ -168,7 +166,7 @@ def ray_cluster() -> Iterator[RayCluster]:
             pytest.fail(f"{reason} (CI is set, where the Ray tests must run, not skip)", pytrace=False)
         pytest.skip(reason)
     root = tempfile.mkdtemp(prefix="vp-ray-", dir="/tmp")
-    cluster = start_cluster(root, env=TEST_ENV)
+    cluster = start_cluster(root)
     with pytest.MonkeyPatch.context() as patch:
         # HOME stays: it matters to the nodes' daemons, not to a driver, and the session's other
         # tests may rely on it (caches under ~/.cache).

@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from videoproc.options import parse_json_object
-from videoproc.generate.options import DEVICES, DTYPES, ENGINES, EXECUTORS, FITS, GenerateOptions, Limits
+from videoproc.config import parse_list
+from videoproc.options import parse_bytes, parse_json_object
+from videoproc.generate.options import DEVICES, DTYPES, ENGINES, EXECUTORS, FITS, GenerateOptions, Limits, ReferenceRules
 
 EXIT_REFUSED = 2
 EXIT_SOME_FAILED = 3
@@ -36,8 +37,17 @@ EXIT_INCOMPLETE = 4
 @click.option("--ray-address", help="Ray cluster address: auto, or the head's HOST:PORT (default: Ray's own).")
 @click.option("--ray-actors", type=click.IntRange(min=1),
               help="Actors to run (default: one per GPU; on a CPU-only cluster one per node).")
+@click.option("--local-root", help="Confine local input_reference paths to this folder.")
+@click.option("--allowed-domains", default="", help="Comma-separated host names that http(s) references may use.")
+@click.option("--allow-private-hosts", default="",
+              help="Comma-separated private hosts references may reach: CIDRs, addresses or host names, each with an optional :PORT.")
+@click.option("--allowed-prefixes", default="", help="Comma-separated URI prefixes every input_reference must lie under.")
+@click.option("--max-reference-bytes", default="32MiB", show_default=True, help="Cap on one input_reference image.")
+@click.option("--reference-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds one input_reference may take to fetch in all.")
 def generate(queue, output, models, engine, device, dtype, fit, max_width, max_height, max_frames,
-             storage_options, progress, executor, ray_address, ray_actors) -> None:
+             storage_options, progress, executor, ray_address, ray_actors, local_root, allowed_domains,
+             allow_private_hosts, allowed_prefixes, max_reference_bytes, reference_timeout) -> None:
     """Generate a video for every request in the Parquet QUEUE into OUTPUT/videos/<id>.mp4, with
     records in OUTPUT/records.parquet. Re-running skips completed requests."""
     from videoproc.generate.engines import EngineError
@@ -50,6 +60,11 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
             limits=Limits(max_width=max_width, max_height=max_height, max_frames=max_frames),
             storage_options=parse_json_object(storage_options), progress=progress,
             executor=executor, ray_address=ray_address, ray_actors=ray_actors,
+            references=ReferenceRules(
+                local_root=local_root, allowed_domains=tuple(d.lower() for d in parse_list(allowed_domains)),
+                allow_private_hosts=parse_list(allow_private_hosts), allowed_prefixes=parse_list(allowed_prefixes),
+                max_bytes=parse_bytes(max_reference_bytes), timeout=reference_timeout,
+            ),
         )
         summary = run(opts)
     except (ValueError, OutputLocked, EngineError) as exc:  # bad options, a locked output, a missing engine

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from videoproc.options import SourceOptions
 
 Engine = Literal["diffusers", "tensorrt-llm"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -38,6 +41,45 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReferenceRules:
+    """Where `input_reference` images may come from and how much of them is read: the source rules
+    of preprocess (see SourceOptions), applied in the process that holds the model.
+
+    max_bytes: cap on one image's size in bytes (default 32 MiB), for every scheme.
+    timeout: seconds one reference may take to fetch in all (default 60), so a server that drips
+    bytes cannot hold the model; connect and per-read timeouts are capped by it too.
+    """
+
+    local_root: str | None = None
+    allowed_domains: tuple[str, ...] = ()
+    allow_private_hosts: tuple[str, ...] = ()
+    allowed_prefixes: tuple[str, ...] = ()
+    max_bytes: int = 32 * 2**20
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if type(self.max_bytes) is not int or self.max_bytes < 1:
+            raise ValueError(f"max_reference_bytes must be a positive integer (got {self.max_bytes!r}); "
+                             "pass e.g. --max-reference-bytes 32MiB")
+        if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool) or not 0 < self.timeout < float("inf"):
+            raise ValueError(f"reference_timeout must be a positive number of seconds (got {self.timeout!r}); "
+                             "pass e.g. --reference-timeout 60")
+        self.source(output=None, storage_options={})  # refuse a bad entry now, not per request
+
+    def source(self, *, output: str | None, storage_options: dict) -> "SourceOptions":
+        """The SourceOptions a reference is read with; `output` (the run's) is never readable."""
+        from videoproc.options import SourceOptions
+
+        return SourceOptions(
+            storage_options=storage_options, local_root=self.local_root, allowed_domains=self.allowed_domains,
+            allow_private_hosts=self.allow_private_hosts, allowed_prefixes=self.allowed_prefixes, own_output=output,
+            data_media_types=("image/*", "application/octet-stream"), max_download_bytes=self.max_bytes,
+            max_data_uri_bytes=self.max_bytes, connect_timeout=min(10.0, self.timeout),
+            read_timeout=min(60.0, self.timeout), total_timeout=self.timeout,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class GenerateOptions:
     """Everything `generate` needs. `models` holds `tiny-random` or diffusers-format folder paths.
 
@@ -47,6 +89,8 @@ class GenerateOptions:
     `executor="ray"` runs the queue on the Ray cluster at `ray_address` ("auto", "HOST:PORT", or None
     for Ray's default), on `ray_actors` actors (None: one per GPU, or one per node on a CPU-only
     cluster); both Ray fields are refused with the local executor.
+
+    `references` are the rules for reading `input_reference` images (ReferenceRules).
     """
 
     queue: str
@@ -62,6 +106,7 @@ class GenerateOptions:
     executor: Executor = "local"
     ray_address: str | None = None
     ray_actors: int | None = None
+    references: ReferenceRules = field(default_factory=ReferenceRules)
 
     def __post_init__(self) -> None:
         _check_choice("engine", self.engine, ENGINES)
@@ -73,6 +118,10 @@ class GenerateOptions:
         if self.engine == "tensorrt-llm" and self.device == "cpu":
             raise ValueError("engine 'tensorrt-llm' runs on CUDA only (got device='cpu'); use --engine diffusers on a CPU")
         self._check_ray()
+
+    def reference_source(self) -> "SourceOptions":
+        """The SourceOptions that `input_reference` images are read with."""
+        return self.references.source(output=self.output, storage_options=self.storage_options)
 
     def _check_ray(self) -> None:
         _check_choice("executor", self.executor, EXECUTORS)

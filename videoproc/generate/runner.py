@@ -28,6 +28,7 @@ from videoproc.generate.lock import output_lock
 from videoproc.generate.models import ModelRef, resolve_models
 from videoproc.generate.options import GenerateOptions
 from videoproc.generate.reference import load_reference
+from videoproc.options import SourceOptions
 from videoproc.generate.requests import (Queue, QueueError, Rejected, Request, RequestError, read_queue,
                                         record_key, request_id, resolve_request)
 from videoproc.progress import Progress
@@ -86,6 +87,11 @@ class Worker:
     draw_seed: Callable[[], int]
     engines: dict[str, Engine] = field(default_factory=dict)
     progress: Progress | None = None
+
+    @property
+    def references(self) -> SourceOptions:
+        """The rules `input_reference` images are read with."""
+        return self.opts.reference_source()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,7 +232,7 @@ def close_engines(worker: Worker) -> None:
 def _generate(request: Request, worker: Worker, phases: dict[str, float]) -> rec.VideoRecord:
     try:
         engine = worker.engines[request.model.name]
-        image = load_reference(request.input_reference) if request.input_reference else None
+        image = load_reference(request.input_reference, options=worker.references) if request.input_reference else None
         started = time.perf_counter()
         frames = engine.generate(_call(request, image), on_step=_step_reporter(request, worker.progress))
         inference = time.perf_counter() - started

@@ -1,5 +1,7 @@
-"""Where video bytes come from: local paths, file://, data:, http(s):// and any fsspec URL.
+"""Where video bytes come from: local paths, file://, data:, http(s):// and object-store URLs.
 
+Every URI is classified by one parser (source.uri) and checked against the run's location rules
+(source.prefixes: --allowed-prefixes, never the run's own output) before anything is opened.
 Every source yields a seekable binary file object that counts the bytes it reads, so the decoder
 can range-read remote files (a few keyframe intervals instead of the whole object) and each row can
 report what it cost to fetch.
@@ -9,44 +11,37 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
-from videoproc.errors import SourceError
 from videoproc.options import SourceOptions
 from videoproc.source.counting import CountingReader
+from videoproc.source.prefixes import check_location
+from videoproc.source.uri import OBJECT_STORE_SCHEMES, ParsedURI, parse_uri
 
-# Object stores whose endpoint and credentials come from the operator's configuration. Other
-# fsspec protocols (ftp, sftp, webhdfs...) would let a manifest row reach any host, past the
-# address checks that http(s) URLs get, so they are refused.
-OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"})
-
-
-def scheme_of(uri: str) -> str:
-    """'' for plain local paths (including Windows drive letters), else the lower-case scheme."""
-    scheme = urlsplit(uri).scheme.lower()
-    return "" if len(scheme) <= 1 else scheme
+__all__ = ["OBJECT_STORE_SCHEMES", "open_uri", "parse_uri"]
 
 
 @contextmanager
 def open_uri(uri: str, *, options: SourceOptions) -> Iterator[CountingReader]:
     """Open `uri` for reading; raises SourceError (a failed row) when it cannot or may not."""
-    scheme = scheme_of(uri)
-    if scheme == "data":
-        from videoproc.source.datauri import open_data_uri as opener
-    elif scheme in ("", "file"):
-        from videoproc.source.local import open_local as opener
-    elif scheme in ("http", "https"):
-        from videoproc.source.http import open_http as opener
-    elif scheme in OBJECT_STORE_SCHEMES:
-        from videoproc.source.remote import open_remote as opener
-    else:
-        raise SourceError(
-            f"URI scheme {scheme!r} is not supported (in {uri[:80]!r}); use a local path, file://, "
-            f"data:, http(s)://, or an object store: {', '.join(sorted(OBJECT_STORE_SCHEMES))}"
-        )
-    raw = opener(uri, options=options)
-    reader = CountingReader(raw)
+    reader = CountingReader(_open_raw(parse_uri(uri), options))
     try:
         yield reader
     finally:
         reader.close()
+
+
+def _open_raw(parsed: ParsedURI, options: SourceOptions):
+    if parsed.kind == "local":
+        from videoproc.source.local import open_local_file, resolve_local
+
+        path = resolve_local(parsed.path or "", options)
+        check_location(parsed, real_path=path, options=options)
+        return open_local_file(path)
+    check_location(parsed, real_path=None, options=options)
+    if parsed.kind == "data":
+        from videoproc.source.datauri import open_data_uri as opener
+    elif parsed.kind == "http":
+        from videoproc.source.http import open_http as opener
+    else:
+        from videoproc.source.remote import open_remote as opener
+    return opener(parsed.uri, options=options)

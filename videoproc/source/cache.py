@@ -199,15 +199,17 @@ class CacheKey:
     uri: str
     allow_private_network: bool
     allowed_domains: tuple[str, ...]
-    trusted_private: frozenset[tuple[str, int]] = frozenset()
+    allow_private_hosts: tuple[str, ...] = ()
+    allowed_prefixes: tuple[str, ...] = ()
 
 
-def cache_key(uri: str, options: SourceOptions, *, trusted_private: frozenset[tuple[str, int]] = frozenset()) -> CacheKey:
+def cache_key(uri: str, options: SourceOptions) -> CacheKey:
     return CacheKey(
         uri=uri,
         allow_private_network=options.allow_private_network,
         allowed_domains=tuple(options.allowed_domains),
-        trusted_private=trusted_private,
+        allow_private_hosts=tuple(options.allow_private_hosts),
+        allowed_prefixes=tuple(options.allowed_prefixes),
     )
 
 

@@ -16,20 +16,21 @@ from __future__ import annotations
 import functools
 import http.client
 import random
-import os
 import re
 import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 from videoproc.errors import SourceError
 from videoproc.options import SourceOptions
 from videoproc.source.cache import BLOCK_SIZE, BlockReader, BlockStore, cache_key, open_cached
+from videoproc.source.prefixes import check_location
 from videoproc.source.safety import Target, check_url, redact, split_url
+from videoproc.source.uri import parse_uri
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -47,33 +48,10 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 T = TypeVar("T")
 
 
-# Test-only: "IP:PORT,IP:PORT" pairs exempt from the private-network refusal, so a whole job run
-# (worker processes included) can reach a test server on 127.0.0.1 while every other private
-# address, the one under test included, is still refused.
-TRUSTED_PRIVATE_ENV = "VIDEOPROC_TEST_TRUSTED_PRIVATE"
-
-
 def open_http(uri: str, *, options: SourceOptions) -> BlockReader:
-    return open_http_url(uri, options=options, trusted_private=_trusted_from_env())
-
-
-def _trusted_from_env() -> tuple[tuple[str, int], ...]:
-    pairs = [p.rpartition(":") for p in os.environ.get(TRUSTED_PRIVATE_ENV, "").split(",") if p]
-    return tuple((host, int(port)) for host, _, port in pairs)
-
-
-def open_http_url(
-    uri: str,
-    *,
-    options: SourceOptions,
-    trusted_private: Collection[tuple[str, int]] = (),
-) -> BlockReader:
-    """A seekable reader of `uri`; raises SourceError when it is refused or cannot be fetched.
-
-    trusted_private: (ip, port) pairs exempt from the private-network refusal, for tests only.
-    """
-    key = cache_key(uri, options, trusted_private=frozenset(trusted_private))
-    client = HttpClient(uri, options=options, trusted_private=trusted_private)
+    """A seekable reader of `uri`; raises SourceError when it is refused or cannot be fetched."""
+    key = cache_key(uri, options)
+    client = HttpClient(uri, options=options)
     try:
         reader = open_cached(
             key, entries=options.cache_entries, make_store=client.first_store, fetch=client.fetch, on_close=client.close
@@ -128,11 +106,11 @@ class HttpClient:
     """The requests behind one open http(s) object: one pinned connection at a time, the URL
     reached after redirects, bytes received so far, and the spool when Range is ignored."""
 
-    def __init__(self, url: str, *, options: SourceOptions, trusted_private: Collection[tuple[str, int]] = ()) -> None:
+    def __init__(self, url: str, *, options: SourceOptions) -> None:
         split_url(url)  # refuse non-http(s) and host-less URLs before anything else
         self.url = url
         self.options = options
-        self.trusted_private = trusted_private
+        self.deadline = None if options.total_timeout is None else time.monotonic() + options.total_timeout
         self.size: int | None = None
         self.version: str | None = None  # strong ETag of the first ranged answer, sent as If-Range
         self.received = 0
@@ -214,6 +192,7 @@ class HttpClient:
             raise SourceError(f"HTTP {response.status} for {redact(url)} has no Location header; the server is misconfigured")
         target = urljoin(url, location.strip())
         split_url(target)  # a redirect to file://, ftp:// or a host-less URL is refused here
+        check_location(parse_uri(target), real_path=None, options=self.options)
         return target
 
     def _checked(self, response: http.client.HTTPResponse, url: str) -> http.client.HTTPResponse:
@@ -244,7 +223,7 @@ class HttpClient:
                 "the server's range support is broken"
             )
         self._count(end - start)
-        data = _read_exact(response, end - start)
+        data = _read_exact(response, end - start, self._check_deadline)
         if not response.isclosed():  # more body than the range: the connection is out of step
             self._drop_connection()
         return data
@@ -255,7 +234,7 @@ class HttpClient:
             self._check_size(response.length, how="Content-Length")
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
         try:
-            _copy_counted(response, spool, self._count)
+            _copy_counted(response, spool, self._count_in_time)
         except BaseException:
             spool.close()
             raise
@@ -299,6 +278,20 @@ class HttpClient:
             )
         self.received += nbytes
 
+    def _count_in_time(self, nbytes: int) -> None:
+        self._check_deadline()
+        self._count(nbytes)
+
+    def _check_deadline(self) -> None:
+        """A server that drips a byte at a time never trips read_timeout; this is the overall limit."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self._drop_connection()
+            raise SourceError(
+                f"fetching {redact(self.url)} took longer than the overall limit of "
+                f"{self.options.total_timeout:g} s; the server is too slow or stalled: fix the URL or "
+                "raise the limit"
+            )
+
     # -- connections and retries -------------------------------------------------------------
 
     def _connection(self, url: str) -> http.client.HTTPConnection:
@@ -308,7 +301,7 @@ class HttpClient:
         if self._conn is None or origin != self._origin:
             self._drop_connection()
             if origin not in self._targets:
-                self._targets[origin] = check_url(url, options=self.options, trusted_private=self.trusted_private)
+                self._targets[origin] = check_url(url, options=self.options)
             self._conn, self._origin = _connect(self._targets[origin], self.options), origin
         return self._conn
 
@@ -342,6 +335,7 @@ class HttpClient:
 
     def _after_failure(self, exc: Exception, tries: int) -> None:
         """Wait before the next attempt, or raise the final error when none is left."""
+        self._check_deadline()
         problem = _describe(exc, self.url, self.options)
         retry_after = getattr(exc, "retry_after", None)
         if tries > max(0, self.options.http_retries):
@@ -408,10 +402,13 @@ def _content_range(response: http.client.HTTPResponse, url: str) -> tuple[int, i
     return int(match[1]), int(match[2]), int(match[3])
 
 
-def _read_exact(response: http.client.HTTPResponse, nbytes: int) -> bytes:
+def _read_exact(response: http.client.HTTPResponse, nbytes: int, tick: Callable[[], None]) -> bytes:
+    """Read exactly `nbytes`, calling tick() between socket reads (read1 returns after one read,
+    where read(n) would wait for all n bytes however slowly they come)."""
     chunks, got = [], 0
     while got < nbytes:
-        chunk = response.read(min(READ_CHUNK, nbytes - got))
+        tick()
+        chunk = response.read1(min(READ_CHUNK, nbytes - got))
         if not chunk:
             raise http.client.IncompleteRead(b"".join(chunks), nbytes - got)
         chunks.append(chunk)
@@ -423,7 +420,7 @@ def _copy_counted(response: http.client.HTTPResponse, out, count: Callable[[int]
     """Copy the body to `out`, calling count(n) before keeping each chunk; a body shorter than
     its Content-Length raises IncompleteRead (http.client's read(n) would just stop)."""
     declared = response.length
-    while chunk := response.read(READ_CHUNK):
+    while chunk := response.read1(READ_CHUNK):
         count(len(chunk))
         out.write(chunk)
     got = out.tell()

@@ -5,7 +5,8 @@ metadata) or http://10.0.0.5/admin must not turn the job into a proxy into the p
 A URL is checked after its host name is resolved (so `localhost`, `0x7f.1` or a DNS name that
 points inside are caught), every resolved address must be public, and the caller connects to the
 checked address itself, so a second, different DNS answer (DNS rebinding) cannot slip in between
-the check and the connection.
+the check and the connection. "Public" means outside every entry of the explicit deny list in
+source.addresses; --allow-private-hosts names the private hosts a run may reach on purpose.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from urllib.parse import urlsplit
 
 from videoproc.errors import SourceError
 from videoproc.options import SourceOptions
+from videoproc.source.addresses import IPAddress, PrivateHostRule, special_purpose_entry
 
 Scheme = Literal["http", "https"]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,23 +38,14 @@ class Target:
     ips: tuple[str, ...]
 
 
-def check_url(
-    url: str,
-    *,
-    options: SourceOptions,
-    trusted_private: Collection[tuple[str, int]] = (),
-) -> Target:
-    """Resolve `url` and return where to connect, or raise SourceError when it is refused.
-
-    trusted_private: (ip, port) pairs allowed although private. For tests that serve from
-    127.0.0.1 while checking the refusal of everything else; the CLI never sets it.
-    """
+def check_url(url: str, *, options: SourceOptions) -> Target:
+    """Resolve `url` and return where to connect, or raise SourceError when it is refused."""
     scheme, host, port = split_url(url)
     check_domain(host, options.allowed_domains, url=url)
     addresses = resolve(host, port)
     if not options.allow_private_network:
         for ip in addresses:
-            if (str(ip), port) not in trusted_private:
+            if not private_host_allowed(ip, host=host, port=port, rules=options.private_host_rules):
                 check_public(ip, host=host, url=url)
     return Target(scheme=scheme, host=host, port=port, ips=tuple(dict.fromkeys(str(ip) for ip in addresses)))
 
@@ -99,40 +90,27 @@ def resolve(host: str, port: int) -> list[IPAddress]:
 
 
 def check_public(ip: IPAddress, *, host: str, url: str) -> None:
-    reason = non_public_reason(ip)
-    if reason is None:
+    entry = special_purpose_entry(ip)
+    if entry is None:
         return
     shown = host if host == str(ip) else f"{host} ({ip})"
+    named = " (name it exactly: link-local and metadata addresses are never covered by a wider range)" if entry.named_only else ""
     raise SourceError(
-        f"refused {redact(url)}: {shown} is a {reason} address, and URLs in a manifest may only "
-        "reach public addresses; pass --allow-private-network if this host is trusted"
+        f"refused {redact(url)}: {shown} is a {entry.kind} address ({entry.network}, {entry.name}), and "
+        f"URLs in a manifest may only reach public addresses; if this host is trusted, add it to "
+        f"--allow-private-hosts{named}, or pass --allow-private-network to allow every private address"
     )
 
 
 def non_public_reason(ip: IPAddress) -> str | None:
-    """The kind of non-public address `ip` is, or None when it is globally routable."""
-    ip = _embedded_ipv4(ip) or ip
-    checks = (
-        ("unspecified", ip.is_unspecified),
-        ("loopback", ip.is_loopback),
-        ("link-local", ip.is_link_local),  # 169.254.169.254: cloud metadata
-        ("multicast", ip.is_multicast),
-        ("reserved", ip.is_reserved),
-        ("private", ip.is_private),
-        ("non-global (shared or special-purpose)", not ip.is_global),
-    )
-    return next((name for name, hit in checks if hit), None)
+    """The kind of non-public address `ip` is ('loopback', 'private'...), None when public."""
+    entry = special_purpose_entry(ip)
+    return None if entry is None else entry.kind
 
 
-def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (::ffff:a.b.c.d, 2002:: 6to4, 64:ff9b:: NAT64)."""
-    if ip.version == 4:
-        return None
-    if ip.ipv4_mapped or ip.sixtofour:
-        return ip.ipv4_mapped or ip.sixtofour
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
+def private_host_allowed(ip: IPAddress, *, host: str, port: int, rules: tuple[PrivateHostRule, ...]) -> bool:
+    """Whether --allow-private-hosts lets a URL of `host`:`port` reach the non-public `ip`."""
+    return any(rule.allows(ip, host=host, port=port) for rule in rules)
 
 
 def redact(url: str) -> str:
