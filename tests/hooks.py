@@ -11,8 +11,10 @@ variable or flag of the production code can switch them on.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -48,3 +50,44 @@ def install_write_delay(seconds: float) -> None:
         time.sleep(seconds)
 
     write.ShardWriter._flush = slow_flush
+
+
+def auditing_job(task: VideoTask, *, report_dir: str, **kwargs: Any) -> VideoResult:
+    """process_video, leaving beside it what the row cost and touched: the worker's peak resident
+    memory during the row (VmHWM, reset first by writing 5 to clear_refs), its address-space
+    ceiling, and every path the worker process opened while on it (the interpreter's `open` audit
+    event, raised by open() and os.open() alike). Written to report_dir/<row>.json, since a result
+    carries only output columns back."""
+    _install_open_audit()
+    _OPENED.clear()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    result = process_video(task, **kwargs)
+    from videoproc.memory import worker_memory_ceiling
+
+    report = {"id": task.id, "peak_rss": _status_bytes("VmHWM"), "ceiling": worker_memory_ceiling(),
+              "opened": sorted(set(_OPENED))}
+    with open(os.path.join(report_dir, f"{task.row}.json"), "w") as f:
+        json.dump(report, f)
+    return result
+
+
+_OPENED: list[str] = []
+_AUDITING: list[bool] = []
+
+
+def _install_open_audit() -> None:
+    if _AUDITING:
+        return
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], (str, bytes)):
+            _OPENED.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(hook)  # cannot be removed: one per worker process, installed once
+    _AUDITING.append(True)
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
