@@ -20,7 +20,8 @@ from videoproc.options import (
 _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
 _SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries", "max_redirects", "cache_entries"}
 _SOURCE = _SOURCE_PLAIN | {"storage_options", "allowed_domains", "max_download_bytes", "max_data_uri_bytes"}
-_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed"}
+_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed",
+        "break_lock", "lock_lease"}
 _TOP = {"output", "uri_column", "id_column"}
 KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from videoproc.errors import OptionsError
+from videoproc.runlock import DEFAULT_LEASE_S, MIN_LEASE_S
 
 ResizeMode = Literal["stretch", "crop", "pad"]
 SeekMode = Literal["exact", "keyframe"]
@@ -95,7 +96,12 @@ class SourceOptions:
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """How the work is spread and reported. None of these change output rows except shard_size,
-    which fixes the plan (manifest rows per shard) and so is checked on resume."""
+    which fixes the plan (manifest rows per shard) and so is checked on resume.
+
+    break_lock: take the output's object-storage lock from its holder (see videoproc.runlock).
+    lock_lease: seconds an object-storage lock lasts without renewal; a killed run's lock expires
+    this long after its last renewal (default 60; local outputs use a kernel lock and ignore it).
+    """
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     shard_size: int = 1000
@@ -107,8 +113,11 @@ class RunOptions:
     overwrite: bool = False
     retry_failed: bool = False
     write_retries: int = 3
+    break_lock: bool = False
+    lock_lease: float = DEFAULT_LEASE_S
 
     def __post_init__(self) -> None:
+        check_lock_lease(self.lock_lease)
         _check_positive_int("workers", self.workers, hint="e.g. --workers 4")
         _check_positive_int("shard_size", self.shard_size, hint="e.g. --shard-size 1000")
         _check_positive_float("timeout", self.timeout, hint="seconds per video, e.g. --timeout 300")
@@ -222,6 +231,15 @@ def _check_sampling(num_frames: int | None, fps: float | None, max_frames: int |
         _check_positive_int("max_frames", max_frames, hint="e.g. --max-frames 64")
     if fps is not None:
         _check_positive_float("fps", fps, hint="frames per second of video, e.g. --fps 2")
+
+
+def check_lock_lease(value: Any) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < MIN_LEASE_S:
+        raise OptionsError(
+            f"lock_lease must be at least {MIN_LEASE_S:g} seconds (got {value!r}): the lease is renewed every "
+            f"third of it; e.g. --lock-lease {DEFAULT_LEASE_S:g}"
+        )
 
 
 def _check_ray_address(executor: str, address: str | None) -> None:
