@@ -210,19 +210,25 @@ def test_overwrite_through_the_cli_refuses_a_foreign_folder(tmp_path):
     assert os.listdir(out) == ["photo.jpg"]
 
 
-def test_overwrite_deletes_only_videoproc_files(tmp_path):
+def test_overwrite_deletes_only_videoproc_files(tmp_path, monkeypatch):
     manifest = write_manifest(tmp_path / "m.parquet", rows=4)
     out = tmp_path / "out"
     run_preprocess(options(manifest, out))
     (out / "README.txt").write_text("the owner's notes")
     (out / "data" / "extra.csv").write_text("the owner's table")
     (out / "data" / ".part-00009.parquet.abc.tmp").write_bytes(b"left by a killed run")
-    state = RunState(locate(str(out)))
-    state.wipe()
-    assert sorted(os.listdir(out)) == ["README.txt", "data"]
-    assert os.listdir(out / "data") == ["extra.csv"]
+    seen = {}
+    real_wipe = RunState.wipe
+
+    def wipe_and_look(state):
+        real_wipe(state)
+        seen["top"], seen["data"] = sorted(os.listdir(out)), sorted(os.listdir(out / "data"))
+
+    monkeypatch.setattr(RunState, "wipe", wipe_and_look)  # to look between the wipe and the new run
     report = run_preprocess(options(manifest, out, overwrite=True))
-    assert report.exit_code == 0 and (out / "README.txt").exists() and (out / "data" / "extra.csv").exists()
+    assert seen == {"top": [LOCK_NAME, "README.txt", "data"], "data": ["extra.csv"]}
+    assert report.exit_code == 0 and (out / "README.txt").read_text() == "the owner's notes"
+    assert sorted(os.listdir(out / "data")) == ["extra.csv", "part-00000.parquet", "part-00001.parquet"]
 
 
 def test_overwrite_of_an_empty_or_missing_folder_is_fine(tmp_path):
