@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from videoproc.options import check_lock_lease
+from videoproc.runlock import DEFAULT_LEASE_S
+
 Engine = Literal["diffusers", "tensorrt-llm"]
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -47,6 +50,9 @@ class GenerateOptions:
     `executor="ray"` runs the queue on the Ray cluster at `ray_address` ("auto", "HOST:PORT", or None
     for Ray's default), on `ray_actors` actors (None: one per GPU, or one per node on a CPU-only
     cluster); both Ray fields are refused with the local executor.
+
+    `break_lock` takes an object-storage output's lock from the run holding it; `lock_lease` is how
+    many seconds that lock lasts without renewal (default 60; see videoproc.runlock).
     """
 
     queue: str
@@ -62,8 +68,11 @@ class GenerateOptions:
     executor: Executor = "local"
     ray_address: str | None = None
     ray_actors: int | None = None
+    break_lock: bool = False
+    lock_lease: float = DEFAULT_LEASE_S
 
     def __post_init__(self) -> None:
+        check_lock_lease(self.lock_lease)
         _check_choice("engine", self.engine, ENGINES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)
