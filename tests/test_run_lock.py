@@ -102,7 +102,7 @@ def test_runs_with_different_shard_sizes_cannot_both_pass_the_plan_check(tmp_pat
     args = cli_args(manifest, out)
     second = start(args[: args.index("--shard-size") + 1] + ["4"] + args[args.index("--shard-size") + 2:])
     _, err = second.communicate(timeout=120)
-    assert second.returncode == 2 and f"locked by preprocess run pid {first.pid}" in err
+    assert second.returncode == 2 and f"locked by preprocess run pid {first.pid}" in err, (second.returncode, err)
     assert first.wait(timeout=300) == 0, first.communicate()
     assert_exactly_once(out)
 
@@ -163,6 +163,16 @@ def test_break_lock_on_a_free_local_lock_says_there_was_nothing_to_break(tmp_pat
 def test_lock_lease_is_validated():
     with pytest.raises(OptionsError, match=r"lock_lease must be at least 3 seconds \(got 0.5\).*--lock-lease 60"):
         RunOptions(lock_lease=0.5)
+
+
+def test_a_job_file_cannot_break_locks(tmp_path):
+    from videoproc.config import load_config
+
+    (tmp_path / "job.toml").write_text("break-lock = true\nlock-lease = 30\n")
+    with pytest.raises(OptionsError, match=r"job file .*job.toml sets break_lock.*pass --break-lock by hand"):
+        load_config(str(tmp_path / "job.toml"))
+    (tmp_path / "job.toml").write_text("lock-lease = 30\n")
+    assert load_config(str(tmp_path / "job.toml")) == {"lock_lease": 30}
 
 
 def test_markers_of_another_run_id_never_count(tmp_path):

@@ -35,6 +35,11 @@ def load_config(path: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise OptionsError(f"job file {path} is not valid TOML: {exc}") from exc
     values = {key.replace("-", "_"): value for key, value in raw.items()}
+    if values.get("break_lock"):
+        raise OptionsError(
+            f"job file {path} sets break_lock, which takes the output's lock from another run: a one-off "
+            "decision for when that run is gone, not a setting; remove it and pass --break-lock by hand"
+        )
     unknown = sorted(set(values) - KNOWN)
     if unknown:
         raise OptionsError(

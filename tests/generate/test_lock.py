@@ -93,6 +93,7 @@ def test_two_concurrent_generate_runs_one_is_refused_each_request_once(tmp_path)
     assert all(r["status"] == "completed" for r in records)
     assert sorted(os.listdir(out / "videos")) == [f"{r['id']}.mp4" for r in ROWS]
     assert not (out / LOCK_NAME).exists()
+    assert len(json.loads((out / "run.json").read_text())["run_id"]) == 32
 
 
 def test_kill_9_of_the_holder_then_a_rerun_takes_the_lock_at_once(tmp_path):
