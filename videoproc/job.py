@@ -118,8 +118,8 @@ def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
     )
 
 
-def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest, state: RunState, works: list[ShardWork], stream,
-             lease: Lease) -> list[str]:
+def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest, state: RunState,
+             works: list[ShardWork], stream, lease: Lease) -> list[str]:
     """Run the work, committing each shard as it lands; returns the storage errors met."""
     if not works:
         return []

@@ -11,9 +11,10 @@ Every run.json carries a run id, made when the output is started (or started ove
 and kept by every resume; every marker carries the run id of the run that wrote it. A shard is
 committed when its marker exists and carries the current run id, so a marker written by another
 run (one whose lock was broken, still running after the output was started over) never counts.
-Everything here runs under the output's lock, so checking run.json and then writing it is not a race. Its data is durable before the marker is written, so
-a run killed at any moment leaves every shard either committed or to be redone: resume skips the
-committed ones and the output ends with exactly one row per manifest row.
+A shard's data is durable before its marker is written, so a run killed at any moment leaves every
+shard either committed or to be redone: resume skips the committed ones and the output ends with
+exactly one row per manifest row. Everything here runs under the output's lock, so checking
+run.json and then writing it is not a race.
 """
 
 from __future__ import annotations
