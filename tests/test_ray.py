@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Stats that measure the run rather than describe its rows.
 TIMING_KEYS = {"decode_s", "write_s", "wall_s", "committed"}
+RUN_KEYS = TIMING_KEYS | {"run_id"}  # differ between any two runs
 
 
 def _write_manifest(path: str, uris: list[str]) -> str:
@@ -66,7 +67,7 @@ def _markers(output: str) -> dict[str, dict]:
     folder = os.path.join(output, "_videoproc", "shards")
     loc = storage.locate(folder)
     return {
-        name: {k: v for k, v in storage.read_json(loc.child(name)).items() if k not in TIMING_KEYS}
+        name: {k: v for k, v in storage.read_json(loc.child(name)).items() if k not in RUN_KEYS}
         for name in sorted(os.listdir(folder))
     }
 
@@ -302,7 +303,7 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
         outcomes.append((outcome, open(final, "rb").read()))
         assert statuses == [(0, "ok", None), (1, "ok", None)]
     assert outcomes[0][1] == outcomes[1][1]
-    strip = lambda stats: {k: v for k, v in stats.items() if k not in TIMING_KEYS}  # noqa: E731
+    strip = lambda stats: {k: v for k, v in stats.items() if k not in RUN_KEYS}  # noqa: E731
     assert strip(outcomes[0][0].stats) == strip(outcomes[1][0].stats)
     assert os.listdir(os.path.dirname(final)) == ["part-00000.parquet"]
 

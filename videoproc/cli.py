@@ -1,8 +1,10 @@
 """The `videoproc` console script. Thin: parses flags into option records and calls the library.
 
 Exit codes (preprocess): 0 finished, every row ok; 3 finished, some rows failed (see the summary);
-4 incomplete, some shards could not be written (re-run to finish); 2 bad options, manifest or a
-refused resume, before any work; 130 interrupted (Ctrl-C); 1 crashed.
+4 incomplete, some shards could not be written (re-run to finish); 2 bad options, manifest, a
+refused resume or an output locked by another run, before any work; 5 this run's lock on an
+object-storage output was broken or expired, so it stopped committing; 130 interrupted (Ctrl-C);
+1 crashed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import click
 
 from videoproc.config import build_options, load_config
 from videoproc.errors import ManifestError, OptionsError, ResumeError
+from videoproc.runlock import EXIT_LOCK_LOST, LockLost, OutputLocked
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -65,6 +68,8 @@ def main() -> None:
 @click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]), help="Progress display (default auto).")
 @click.option("--overwrite", is_flag=True, default=None, help="Discard an existing output and start over.")
 @click.option("--retry-failed", is_flag=True, default=None, help="Redo only the failed rows of an existing output.")
+@click.option("--break-lock", is_flag=True, default=None, help="Take an object-storage output's lock from the run holding it (only if that run is gone).")
+@click.option("--lock-lease", type=float, help="Seconds an object-storage lock lasts without renewal (default 60).")
 def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
     """Sample, decode and resize frames of every video in MANIFEST into Parquet shards."""
     from videoproc.job import run_preprocess
@@ -76,9 +81,12 @@ def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
         values.update({k: v for k, v in flags.items() if v is not None})
         options = build_options(manifest=manifest, values=values)
         report = run_preprocess(options)
-    except (OptionsError, ManifestError, ResumeError) as exc:
+    except (OptionsError, ManifestError, ResumeError, OutputLocked) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    except LockLost as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LOCK_LOST)
     except KeyboardInterrupt:
         # Committed shards stay committed; half-written ones were discarded on the way out.
         click.echo("interrupted; run the same command again to resume", err=True)

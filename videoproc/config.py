@@ -21,7 +21,8 @@ _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorota
 _SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries", "max_redirects", "cache_entries"}
 _SOURCE_LISTS = {"allowed_domains", "allow_private_hosts", "allowed_prefixes"}
 _SOURCE = _SOURCE_PLAIN | _SOURCE_LISTS | {"storage_options", "max_download_bytes", "max_data_uri_bytes"}
-_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed", "worker_memory"}
+_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed", "worker_memory",
+        "break_lock", "lock_lease"}
 _TOP = {"output", "uri_column", "id_column"}
 KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
 
@@ -35,6 +36,11 @@ def load_config(path: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise OptionsError(f"job file {path} is not valid TOML: {exc}") from exc
     values = {key.replace("-", "_"): value for key, value in raw.items()}
+    if values.get("break_lock"):
+        raise OptionsError(
+            f"job file {path} sets break_lock, which takes the output's lock from another run: a one-off "
+            "decision for when that run is gone, not a setting; remove it and pass --break-lock by hand"
+        )
     unknown = sorted(set(values) - KNOWN)
     if unknown:
         raise OptionsError(

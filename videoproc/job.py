@@ -1,8 +1,13 @@
-"""The preprocess job: the one place that wires manifest, plan, run state and executor together."""
+"""The preprocess job: the one place that wires manifest, plan, run state and executor together.
+
+Everything that reads or changes the output (the --overwrite wipe, run.json, partial-file cleanup,
+each commit, the summary) happens while the output's lock is held (videoproc.runlock), and the
+lease is checked before every commit, so a run whose lock was broken stops committing."""
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -15,6 +20,7 @@ from videoproc.manifest import Manifest, read_manifest
 from videoproc.options import PreprocessOptions
 from videoproc.process import VideoResult, VideoTask
 from videoproc.progress import Progress
+from videoproc.runlock import Lease, hold_output
 from videoproc.runstate import RunState, Shard, plan_shards
 from videoproc.shards import ShardWork
 from videoproc.summary import summarize
@@ -41,21 +47,26 @@ def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) 
     )
     state = RunState(storage.locate(options.output, storage_options=options.source.storage_options))
     executor = make_executor(options)  # an executor that cannot run fails before run.json exists
-    if options.run.overwrite:
-        state.wipe()
-    shards = plan_shards(manifest.num_rows, options.run.shard_size)
-    resumed = state.begin(
-        shards=shards, manifest=manifest.fingerprint(), fingerprint=options.result_fingerprint(),
-        options=options.to_dict(),
-    )
-    state.clean_partials()
-    works = _plan_work(manifest, shards, state, retry_failed=options.run.retry_failed)
-    errors = _execute(options, executor, manifest, state, works, stream)
-    summary = summarize(
-        state.committed(), shards=shards, resumed=resumed, elapsed_s=time.monotonic() - started,
-        output=state.output.url, write_errors=errors,
-    )
-    state.write_summary(summary)
+    run = options.run
+    with hold_output(state.output, stage="preprocess", break_lock=run.break_lock, lease_s=run.lock_lease,
+                     log=stream or sys.stderr) as lease:
+        if run.overwrite:
+            state.wipe()
+        shards = plan_shards(manifest.num_rows, run.shard_size)
+        resumed = state.begin(
+            shards=shards, manifest=manifest.fingerprint(), fingerprint=options.result_fingerprint(),
+            options=options.to_dict(),
+        )
+        state.clean_partials()
+        works = _plan_work(manifest, shards, state, retry_failed=run.retry_failed)
+        errors = _execute(options, executor, manifest, state, works, stream, lease)
+        summary = summarize(
+            state.committed(), shards=shards, resumed=resumed, elapsed_s=time.monotonic() - started,
+            output=state.output.url, write_errors=errors,
+        )
+        summary["run_id"] = state.run_id
+        lease.check()
+        state.write_summary(summary)
     return RunReport(summary=summary, exit_code=_exit_code(summary))
 
 
@@ -107,7 +118,8 @@ def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
     )
 
 
-def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest, state: RunState, works: list[ShardWork], stream) -> list[str]:
+def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest, state: RunState,
+             works: list[ShardWork], stream, lease: Lease) -> list[str]:
     """Run the work, committing each shard as it lands; returns the storage errors met."""
     if not works:
         return []
@@ -123,6 +135,7 @@ def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest,
             if outcome.stats is None:
                 errors.append(outcome.error or f"shard {outcome.shard.name} was not written")
             else:
+                lease.check()
                 state.commit(outcome.shard, outcome.stats)
     finally:
         progress.close()

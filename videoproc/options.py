@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from videoproc.errors import OptionsError
 from videoproc.memory import DEFAULT_MAX_ALLOC, default_worker_memory
+from videoproc.runlock import DEFAULT_LEASE_S, MIN_LEASE_S
 
 ResizeMode = Literal["stretch", "crop", "pad"]
 SeekMode = Literal["exact", "keyframe"]
@@ -131,6 +132,9 @@ class RunOptions:
     Like timeout, it bounds resources and can fail a row that needs more, but never changes an ok
     row, so it is not part of the resume fingerprint: --retry-failed with a higher ceiling redoes
     exactly the rows that hit it.
+    break_lock: take the output's object-storage lock from its holder (see videoproc.runlock).
+    lock_lease: seconds an object-storage lock lasts without renewal; a killed run's lock expires
+    this long after its last renewal (default 60; local outputs use a kernel lock and ignore it).
     """
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -144,8 +148,11 @@ class RunOptions:
     retry_failed: bool = False
     write_retries: int = 3
     worker_memory: int | None = None
+    break_lock: bool = False
+    lock_lease: float = DEFAULT_LEASE_S
 
     def __post_init__(self) -> None:
+        check_lock_lease(self.lock_lease)
         _check_positive_int("workers", self.workers, hint="e.g. --workers 4")
         _check_worker_memory(self.worker_memory)
         _check_positive_int("shard_size", self.shard_size, hint="e.g. --shard-size 1000")
@@ -275,6 +282,15 @@ def _check_worker_memory(value: Any) -> None:
         raise OptionsError(
             f"worker_memory must be 0 (no ceiling) or at least {MIN_WORKER_MEMORY} bytes: an idle "
             f"worker alone maps about 250 MB of address space (got {value!r}); e.g. --worker-memory 4GiB"
+        )
+
+
+def check_lock_lease(value: Any) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < MIN_LEASE_S:
+        raise OptionsError(
+            f"lock_lease must be at least {MIN_LEASE_S:g} seconds (got {value!r}): the lease is renewed every "
+            f"third of it; e.g. --lock-lease {DEFAULT_LEASE_S:g}"
         )
 
 

@@ -5,20 +5,29 @@ Layout under OUTPUT:
   _videoproc/run.json              plan, manifest fingerprint, resolved options (written first)
   _videoproc/shards/part-NNNNN.json  the shard's stats: its completion marker, written after its data
   _videoproc/summary.json          the run summary, written last
+  .videoproc.lock                  held by the live run (videoproc.runlock): one writer per output
 
-A shard is committed when its marker exists. Its data is durable before the marker is written, so
-a run killed at any moment leaves every shard either committed or to be redone: resume skips the
-committed ones and the output ends with exactly one row per manifest row.
+Every run.json carries a run id, made when the output is started (or started over with --overwrite)
+and kept by every resume; every marker carries the run id of the run that wrote it. A shard is
+committed when its marker exists and carries the current run id, so a marker written by another
+run (one whose lock was broken, still running after the output was started over) never counts.
+A shard's data is durable before its marker is written, so a run killed at any moment leaves every
+shard either committed or to be redone: resume skips the committed ones and the output ends with
+exactly one row per manifest row. Everything here runs under the output's lock, so checking
+run.json and then writing it is not a race.
 """
 
 from __future__ import annotations
 
+import posixpath
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from videoproc import storage
 from videoproc.errors import ResumeError
+from videoproc.runlock import LOCK_NAME
 
 META_DIR = "_videoproc"
 DATA_DIR = "data"
@@ -46,6 +55,15 @@ class RunState:
     def __init__(self, output: storage.Location) -> None:
         self.output = output
         self.meta = output.child(META_DIR)
+        self._run_id: str | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        """The id in run.json (None for an output made before run ids existed, or none yet)."""
+        if self._run_id is None:
+            run = self.load_run()
+            self._run_id = run.get("run_id") if run else None
+        return self._run_id
 
     def data_file(self, shard: Shard) -> storage.Location:
         return self.output.child(DATA_DIR, f"{shard.name}.parquet")
@@ -62,9 +80,12 @@ class RunState:
         previous = self.load_run()
         if previous is not None:
             check_compatible(previous, manifest=manifest, fingerprint=fingerprint, where=self.output.url)
+            self._run_id = previous.get("run_id")
             return True
+        self._run_id = uuid.uuid4().hex
         run = {
             "format_version": 1,
+            "run_id": self._run_id,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "manifest": manifest,
             "fingerprint": fingerprint,
@@ -75,13 +96,14 @@ class RunState:
         return False
 
     def committed(self) -> dict[str, dict[str, Any]]:
-        """Stats of every committed shard, by shard name."""
+        """Stats of every committed shard of this run (markers of other run ids skipped), by shard name."""
         names = storage.list_names(self.meta.child("shards"))
         markers = [n for n in names if n.endswith(".json") and not n.startswith(".")]
-        return {n[: -len(".json")]: storage.read_json(self.meta.child("shards", n)) for n in markers}
+        stats = {n[: -len(".json")]: storage.read_json(self.meta.child("shards", n)) for n in markers}
+        return {name: s for name, s in stats.items() if s.get("run_id") == self.run_id}
 
     def commit(self, shard: Shard, stats: dict[str, Any]) -> None:
-        storage.write_json_atomic(self.marker(shard), stats)
+        storage.write_json_atomic(self.marker(shard), {**stats, "run_id": self.run_id})
 
     def uncommit(self, shard: Shard) -> None:
         storage.remove(self.marker(shard))
@@ -90,12 +112,34 @@ class RunState:
         storage.write_json_atomic(self.meta.child("summary.json"), summary)
 
     def wipe(self) -> None:
-        """--overwrite: remove what a previous run wrote, and nothing else under OUTPUT."""
+        """--overwrite: remove what a previous run wrote (its run state, its shards and their hidden
+        temporary files), and nothing else under OUTPUT. A folder holding files but no run.json was
+        not made by videoproc and is refused, before anything is deleted."""
+        self.refuse_foreign()
         storage.remove(self.meta)
-        storage.remove(self.output.child(DATA_DIR))
+        data = self.output.child(DATA_DIR)
+        for name in _all_names(data):
+            if _is_shard_file(name):
+                storage.remove(data.child(name))
+        if data.is_local and data.fs.exists(data.path) and not data.fs.ls(data.path):
+            data.fs.rmdir(data.path)
+
+    def refuse_foreign(self) -> None:
+        if storage.exists(self.meta.child("run.json")):
+            return
+        others = [n for n in _all_names(self.output) if n != LOCK_NAME]
+        if others:
+            listed = ", ".join(sorted(others)[:5])
+            raise ResumeError(
+                f"--overwrite refuses {self.output.url}: it holds files ({listed}) but no {META_DIR}/run.json, so "
+                "it is not a videoproc output, and --overwrite deletes only what videoproc wrote. Choose a new or "
+                "empty --output, or empty that folder yourself"
+            )
 
     def clean_partials(self) -> None:
-        """Remove temporary files a killed run left beside the shards (local outputs only)."""
+        """Remove temporary files a killed run left beside the shards (local outputs only). Called
+        under the output's lock, so each belongs to a dead attempt, or to a run whose lock was broken
+        (which no longer commits, and whose publish of that file then fails)."""
         data = self.output.child(DATA_DIR)
         if not data.is_local or not data.fs.exists(data.path):
             return
@@ -103,6 +147,23 @@ class RunState:
             name = entry.rsplit("/", 1)[-1]
             if name.startswith(".") and name.endswith(".tmp"):
                 data.fs.rm(entry)
+
+
+def _is_shard_file(name: str) -> bool:
+    """data/part-NNNNN.parquet, or a hidden temporary of one (.part-NNNNN.parquet.<random>.tmp)."""
+    if name.startswith(".part-") and name.endswith(".tmp"):
+        return True
+    return name.startswith("part-") and name.endswith(".parquet")
+
+
+def _all_names(loc: storage.Location) -> list[str]:
+    """Every entry directly inside `loc`, files and folders, hidden ones included."""
+    try:
+        entries = loc.fs.ls(loc.path, detail=False)
+    except FileNotFoundError:
+        return []
+    names = (posixpath.basename(str(e).rstrip("/")) for e in entries)
+    return [n for n in names if n]
 
 
 def check_compatible(previous: dict, *, manifest: dict, fingerprint: dict, where: str) -> None:

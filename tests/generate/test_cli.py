@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from gen_helpers import REPO, read_records, run_queue, write_queue
 from videoproc.generate.command import generate
+from videoproc.generate.lock import LOCK_NAME
 
 
 def cli(*args):
@@ -59,14 +60,13 @@ def test_missing_tensorrt_llm_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_locked_output_is_refused(tmp_path):
-    import socket
+    from videoproc.generate.lock import output_lock
+    from videoproc.storage import locate
 
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                                         "since": "now"}))
     queue = write_queue(tmp_path / "q.parquet", [dict(prompt="p")])
-    result = cli(queue, "--output", tmp_path / "out", "--model", "tiny-random")
-    assert result.exit_code == 2 and f"is locked by pid {os.getpid()}" in result.output
+    with output_lock(locate(str(tmp_path / "out"))):
+        result = cli(queue, "--output", tmp_path / "out", "--model", "tiny-random")
+    assert result.exit_code == 2 and f"is locked by generate run pid {os.getpid()}" in result.output
 
 
 def test_kill_9_mid_queue_then_rerun_completes_each_request_once(tmp_path):
@@ -87,7 +87,7 @@ def test_kill_9_mid_queue_then_rerun_completes_each_request_once(tmp_path):
         proc.wait()
     first = {n: os.stat(out / "records" / n).st_mtime_ns for n in os.listdir(out / "records")}
     assert 1 <= len(first) < len(rows), "the kill should land in the middle of the queue"
-    assert (out / ".lock").exists()  # left behind by the killed run, taken over below
+    assert (out / LOCK_NAME).exists()  # left behind by the killed run; its kernel lock died with it
 
     summary = run_queue(queue, out)
     assert summary.skipped == len(first) and summary.completed == len(rows) - len(first)
@@ -96,7 +96,7 @@ def test_kill_9_mid_queue_then_rerun_completes_each_request_once(tmp_path):
     assert all(r["status"] == "completed" for r in records)
     assert sorted(os.listdir(out / "videos")) == sorted(f"{r['id']}.mp4" for r in rows)  # no partial left
     assert {n: os.stat(out / "records" / n).st_mtime_ns for n in first} == first  # done ones not redone
-    assert not (out / ".lock").exists()
+    assert not (out / LOCK_NAME).exists()
 
     # Determinism across processes: the subprocess's videos equal a fresh in-process run's.
     again = tmp_path / "again"

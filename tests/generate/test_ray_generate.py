@@ -24,6 +24,7 @@ from videoproc.errors import OptionsError
 from videoproc.generate import GenerateOptions, run
 from videoproc.generate.command import generate
 from videoproc.generate.engines import open_engine
+from videoproc.generate.lock import LOCK_NAME
 
 # Fields that measure the run rather than describe its result.
 TIMING = {"created", "url", "inference_time_s", "encode_time_s"}
@@ -129,7 +130,7 @@ def test_cluster_completes_each_request_once_like_local(ray_cluster, queue_folde
     records = _assert_each_once(output, _rows())
     assert _comparable(records) == _comparable(read_records(local_output))
     assert [r["device"] for r in records] == ["cpu"] * 6
-    assert not os.path.exists(os.path.join(output, ".lock"))
+    assert not os.path.exists(os.path.join(output, LOCK_NAME))
 
 
 @pytest.mark.ray
@@ -241,7 +242,7 @@ def test_models_that_load_on_no_actor_are_refused(ray_cluster, tmp_path):
     with pytest.raises(EngineError, match=r"no Ray actor could load the models: .*torch is missing on this node"):
         _run(tmp_path, str(tmp_path / "out"), engine_factory=broken_factory, **_on_ray(ray_cluster))
     assert not os.path.exists(tmp_path / "out" / "records")
-    assert not os.path.exists(tmp_path / "out" / ".lock")
+    assert not os.path.exists(tmp_path / "out" / LOCK_NAME)
 
 
 def test_ray_flags_need_the_ray_executor():

@@ -13,6 +13,7 @@ from videoproc.generate.options import DEVICES, DTYPES, ENGINES, EXECUTORS, FITS
 EXIT_REFUSED = 2
 EXIT_SOME_FAILED = 3
 EXIT_INCOMPLETE = 4
+EXIT_LOCK_LOST = 5
 
 
 @click.command("generate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -45,13 +46,18 @@ EXIT_INCOMPLETE = 4
 @click.option("--max-reference-bytes", default="32MiB", show_default=True, help="Cap on one input_reference image.")
 @click.option("--reference-timeout", type=float, default=60.0, show_default=True,
               help="Seconds one input_reference may take to fetch in all.")
+@click.option("--break-lock", is_flag=True,
+              help="Take an object-storage output's lock from the run holding it (only if that run is gone).")
+@click.option("--lock-lease", type=float, default=60.0, show_default=True,
+              help="Seconds an object-storage lock lasts without renewal.")
 def generate(queue, output, models, engine, device, dtype, fit, max_width, max_height, max_frames,
              storage_options, progress, executor, ray_address, ray_actors, local_root, allowed_domains,
-             allow_private_hosts, allowed_prefixes, max_reference_bytes, reference_timeout) -> None:
+             allow_private_hosts, allowed_prefixes, max_reference_bytes, reference_timeout, break_lock,
+             lock_lease) -> None:
     """Generate a video for every request in the Parquet QUEUE into OUTPUT/videos/<id>.mp4, with
     records in OUTPUT/records.parquet. Re-running skips completed requests."""
     from videoproc.generate.engines import EngineError
-    from videoproc.generate.lock import OutputLocked
+    from videoproc.generate.lock import LockLost, OutputLocked
     from videoproc.generate.runner import run
 
     try:
@@ -59,7 +65,7 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
             queue=queue, output=output, models=tuple(models), engine=engine, device=device, dtype=dtype, fit=fit,
             limits=Limits(max_width=max_width, max_height=max_height, max_frames=max_frames),
             storage_options=parse_json_object(storage_options), progress=progress,
-            executor=executor, ray_address=ray_address, ray_actors=ray_actors,
+            executor=executor, ray_address=ray_address, ray_actors=ray_actors, break_lock=break_lock, lock_lease=lock_lease,
             references=ReferenceRules(
                 local_root=local_root, allowed_domains=tuple(d.lower() for d in parse_list(allowed_domains)),
                 allow_private_hosts=parse_list(allow_private_hosts), allowed_prefixes=parse_list(allowed_prefixes),
@@ -70,10 +76,14 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
     except (ValueError, OutputLocked, EngineError) as exc:  # bad options, a locked output, a missing engine
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_REFUSED)
+    except LockLost as exc:  # our object-storage lock was broken: we stopped recording
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LOCK_LOST)
     click.echo(summary.line())
     # The same codes as preprocess: failed requests are records, and a scheduler can tell
     # "finished, some failed" (3) from "refused" (2), "crashed" (1) and, on Ray, "requests left
-    # unrun because the actors were lost; re-run to finish" (4).
+    # unrun because the actors were lost; re-run to finish" (4); 5 when this run's object-storage
+    # lock was broken or expired and it stopped recording.
     sys.exit(_exit_code(summary))
 
 

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from videoproc.options import SourceOptions
 
+from videoproc.options import check_lock_lease
+from videoproc.runlock import DEFAULT_LEASE_S
+
 Engine = Literal["diffusers", "tensorrt-llm"]
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -90,6 +93,8 @@ class GenerateOptions:
     for Ray's default), on `ray_actors` actors (None: one per GPU, or one per node on a CPU-only
     cluster); both Ray fields are refused with the local executor.
 
+    `break_lock` takes an object-storage output's lock from the run holding it; `lock_lease` is how
+    many seconds that lock lasts without renewal (default 60; see videoproc.runlock).
     `references` are the rules for reading `input_reference` images (ReferenceRules).
     """
 
@@ -107,8 +112,11 @@ class GenerateOptions:
     ray_address: str | None = None
     ray_actors: int | None = None
     references: ReferenceRules = field(default_factory=ReferenceRules)
+    break_lock: bool = False
+    lock_lease: float = DEFAULT_LEASE_S
 
     def __post_init__(self) -> None:
+        check_lock_lease(self.lock_lease)
         _check_choice("engine", self.engine, ENGINES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)

@@ -15,6 +15,7 @@ import json
 import secrets
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Callable, TextIO
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 from videoproc.generate import records as rec
 from videoproc.generate.encode import write_video
 from videoproc.generate.engines import Engine, EngineCall, open_engine, resolve_device, resolve_dtype
-from videoproc.generate.lock import output_lock
+from videoproc.generate.lock import Lease, output_lock
 from videoproc.generate.models import ModelRef, resolve_models
 from videoproc.generate.options import GenerateOptions
 from videoproc.generate.reference import load_reference
@@ -121,12 +122,13 @@ def run(opts: GenerateOptions, *, log: TextIO = sys.stderr, engine_factory=open_
         out = locate(opts.output, storage_options=opts.storage_options)
         worker = Worker(opts=opts, out=out, models=models, passthrough_names=tuple(f.name for f in queue.passthrough),
                         device=device, dtype=dtype, schema=rec.record_schema(queue.passthrough), draw_seed=draw_seed)
-        with output_lock(out, log=log):
+        with output_lock(out, break_lock=opts.break_lock, lease_s=opts.lock_lease, log=log) as lease:
             _check_settings(out, _settings(opts, models, device, dtype))
             _remove_partials(out)
             todo = _pending(queue, out, summary)
             _announce(models, opts, device, dtype, len(todo), summary, log, cluster)
-            _run_todo(queue.rows, todo, worker, cluster, summary, log, engine_factory)
+            _run_todo(queue.rows, todo, worker, cluster, summary, log, engine_factory, lease)
+            lease.check()
             _consolidate(queue, worker, summary)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -145,10 +147,13 @@ def _cluster(opts: GenerateOptions, log: TextIO):
 
 
 def _run_todo(rows: list[dict], todo: list[int], worker: Worker, cluster, summary: RunSummary, log: TextIO,
-              engine_factory) -> None:
+              engine_factory, lease: Lease) -> None:
     progress = Progress(total=len(todo), label="requests", mode=worker.opts.progress, stream=log)
 
     def on_outcome(outcome: Outcome) -> None:
+        # A run whose lock was broken stops here, before its next request (on Ray, requests already
+        # on an actor may still record: the same request and settings give the same record key).
+        lease.check()
         for phase, seconds in outcome.phase_seconds.items():
             summary.add_time(phase, seconds)
         _count(outcome, summary, progress)
@@ -357,10 +362,11 @@ def _settings(opts: GenerateOptions, models, device: str, dtype: str) -> dict:
 
 
 def _check_settings(out: Location, settings: dict) -> None:
-    """Save the settings with a new output; refuse to resume one made with other settings."""
+    """Save the settings with a new output, with a run id; refuse to resume one made with other
+    settings. Runs under the output's lock, so two runs cannot both find run.json absent."""
     loc = out.child("run.json")
     if not exists(loc):
-        write_json_atomic(loc, settings)
+        write_json_atomic(loc, {**settings, "run_id": uuid.uuid4().hex})
         return
     saved = read_json(loc)
     changed = [k for k in _SETTINGS_THAT_MUST_MATCH if saved.get(k) != settings[k]]
