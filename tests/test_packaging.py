@@ -65,4 +65,5 @@ def test_pip_install_without_extras_runs_preprocess_without_torch(tmp_path):
     sheet = str(tmp_path / "sheet.png")
     inspect = _run(str(venv / "bin" / "videoproc"), "inspect", output, "--sheet", sheet, cwd=work)
     assert inspect.returncode == 0, inspect.stderr
-    assert open(sheet, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(sheet, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
