@@ -24,7 +24,6 @@ _SOURCE = _SOURCE_PLAIN | {"storage_options", "allowed_domains", "max_download_b
 _RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed", "worker_memory"}
 _TOP = {"output", "uri_column", "id_column"}
 KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
-SAMPLING = ("num_frames", "fps", "max_frames")
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -43,6 +42,19 @@ def load_config(path: str) -> dict[str, Any]:
             f"{', '.join(sorted(KNOWN))}"
         )
     return values
+
+
+SAMPLING = ("num_frames", "fps", "max_frames")
+
+
+def merge_flags(file_values: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """The job file's values overridden by the flags given (None: not given). Sampling is one
+    choice, a count or a rate, so any sampling flag drops all of the file's sampling keys: the
+    file's num-frames never clashes with --fps, nor its fps and max-frames with --num-frames."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    if given.keys() & set(SAMPLING):
+        file_values = {key: value for key, value in file_values.items() if key not in SAMPLING}
+    return {**file_values, **given}
 
 
 def build_options(*, manifest: str, values: dict[str, Any]) -> PreprocessOptions:
@@ -89,12 +101,3 @@ def _source(values: dict[str, Any]) -> SourceOptions:
             kwargs[name] = parse_bytes(values[name])
     return SourceOptions(**kwargs)
 
-
-def merge_flags(file_values: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
-    """The job file's values overridden by the flags given (None: not given). Sampling is one
-    choice, a count or a rate, so any sampling flag drops all of the file's sampling keys: the
-    file's num-frames never clashes with --fps, nor its fps and max-frames with --num-frames."""
-    given = {key: value for key, value in flags.items() if value is not None}
-    if given.keys() & set(SAMPLING):
-        file_values = {key: value for key, value in file_values.items() if key not in SAMPLING}
-    return {**file_values, **given}
