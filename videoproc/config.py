@@ -100,4 +100,3 @@ def _source(values: dict[str, Any]) -> SourceOptions:
         if name in values:
             kwargs[name] = parse_bytes(values[name])
     return SourceOptions(**kwargs)
-
