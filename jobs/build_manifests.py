@@ -1,7 +1,8 @@
 """Builds the bundled sample manifest, manifests/sample.parquet, from media inside the repository.
 
 Paths are relative to the repository root (where `make preprocess` runs). One row embeds a clip as a
-data: URI to show that form.
+data: URI to show that form, and one is a file:// URI, which is absolute and so names this checkout:
+the Makefile rebuilds the manifest when the checkout moves, not on every run.
 """
 
 from __future__ import annotations

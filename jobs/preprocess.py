@@ -1,7 +1,7 @@
 """Scheduled entry point: `python -m jobs.preprocess MANIFEST --output OUT [--config jobs/preprocess.toml] [flags]`.
 
 Equivalent to `videoproc preprocess ...`; kept as a module so schedulers and the Makefile need only
-the interpreter of the project's environment.
+the interpreter of the project's environment. Run from the repository root: jobs/ is not installed.
 """
 
 import sys

@@ -209,3 +209,40 @@ def test_readme_read_back_snippet_works(sample_run, tmp_path):
 
     tensor = torch.from_numpy(arrays[-1].copy())  # the README's note for a tensor
     assert tensor.dtype == torch.uint8 and tuple(tensor.shape) == expected.shape
+
+
+# -- the job file and sampling flags, as `make preprocess` passes them -------------------------
+
+
+@pytest.fixture(scope="module")
+def testsrc_manifest(tmp_path_factory, sample_clips) -> str:
+    """One 3 s, 30 fps clip of 90 frames: indices show which sampling rule ran."""
+    path = str(tmp_path_factory.mktemp("testsrc") / "m.parquet")
+    return write_manifest(path, {"id": ["testsrc"], "uri": [sample_clips["testsrc_h264_3s.mp4"]]})
+
+
+def _indices_after(manifest: str, output: str, *args: str) -> list[int]:
+    proc = preprocess(manifest, "--output", output, "--size", "32x24", "--workers", "1", "--progress", "off", *args)
+    assert proc.returncode == 0, proc.stderr
+    return read_output(output)[0]["frame_indices"]
+
+
+def test_readme_make_preprocess_args_work_with_the_bundled_job_file(testsrc_manifest, tmp_path):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        args = re.search(r'make preprocess MANIFEST=\S+ OUTPUT=\S+ ARGS="([^"]+)"', f.read()).group(1).split()
+    assert args == ["--fps", "2", "--max-frames", "32"]
+    indices = _indices_after(testsrc_manifest, str(tmp_path / "out"), "--config", "jobs/preprocess.toml", *args)
+    assert indices == [0, 15, 30, 45, 60, 75]  # 2 per second over 3 s, under the cap of 32
+
+
+@pytest.mark.parametrize(
+    ("job_file", "flags", "expected"),
+    [
+        ("num-frames = 16\n", ["--fps", "2", "--max-frames", "4"], [0, 30, 45, 75]),
+        ("fps = 2.0\nmax-frames = 4\n", ["--num-frames", "4"], [0, 30, 59, 89]),
+    ],
+)
+def test_a_sampling_flag_replaces_the_job_files_sampling_group(testsrc_manifest, tmp_path, job_file, flags, expected):
+    config = tmp_path / "job.toml"
+    config.write_text(job_file)
+    assert _indices_after(testsrc_manifest, str(tmp_path / "out"), "--config", str(config), *flags) == expected

@@ -7,7 +7,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from videoproc.config import build_options, load_config
+from videoproc.config import build_options, load_config, merge_flags
 from videoproc.errors import OptionsError
 from videoproc.options import (
     DEFAULT_NUM_FRAMES,
@@ -188,10 +188,57 @@ def test_job_file_values_become_options(tmp_path):
     assert options.source.allowed_domains == ("example.com", "b.org")
 
 
-def test_the_bundled_job_file_is_valid():
-    values = load_config(os.path.join(ROOT, "jobs", "preprocess.toml"))
-    options = build_options(manifest="m.parquet", values={**values, "output": "out"})
-    assert options.video.num_frames == 16 and options.video.size == (224, 224)
+def test_the_bundled_job_file_holds_only_overrides():
+    """Defaults live in the option records; a key that restates one would hide a later change of
+    the default and, for sampling, clash with flags."""
+    values = {**load_config(os.path.join(ROOT, "jobs", "preprocess.toml")), "output": "out"}
+    options = build_options(manifest="m.parquet", values=values)
+    for key in set(values) - {"output"}:
+        without = {k: v for k, v in values.items() if k != key}
+        assert build_options(manifest="m.parquet", values=without) != options, f"{key} restates the default"
+
+
+# -- a sampling flag replaces the job file's whole sampling group -----------------------------
+
+_NO_FLAGS = {"num_frames": None, "fps": None, "max_frames": None, "size": None}
+
+
+@pytest.mark.parametrize(
+    ("file_text", "flags", "expected"),
+    [
+        # The README's example over a job file that sets a count.
+        ("num-frames = 16\n", {"fps": 2.0, "max_frames": 32}, VideoOptions(fps=2.0, max_frames=32)),
+        ("num-frames = 16\n", {"fps": 2.0}, VideoOptions(fps=2.0)),
+        # The other way round: a count over a job file that sets a rate and its cap.
+        ("fps = 2.5\nmax-frames = 12\n", {"num_frames": 8}, VideoOptions(num_frames=8)),
+        # The whole group: a new rate does not inherit the file's cap.
+        ("fps = 2.5\nmax-frames = 12\n", {"fps": 4.0}, VideoOptions(fps=4.0)),
+        ("num-frames = 8\n", {"num_frames": 4}, VideoOptions(num_frames=4)),
+        # Keys outside the group stay, and without a sampling flag the file's group stays.
+        ('num-frames = 8\nsize = "64x48"\n', {"fps": 1.0}, VideoOptions(fps=1.0, size=(64, 48))),
+        ("fps = 2.5\nmax-frames = 12\n", {"size": "32x24"}, VideoOptions(fps=2.5, max_frames=12, size=(32, 24))),
+        ("num-frames = 8\n", {}, VideoOptions(num_frames=8)),
+    ],
+)
+def test_a_sampling_flag_replaces_the_files_sampling_group(tmp_path, file_text, flags, expected):
+    values = merge_flags(load_config(_job_file(tmp_path, 'output = "out"\n' + file_text)), {**_NO_FLAGS, **flags})
+    assert build_options(manifest="m.parquet", values=values).video == expected
+
+
+def test_fps_and_num_frames_both_as_flags_are_refused_as_before(tmp_path):
+    path = _job_file(tmp_path, 'output = "out"\nnum-frames = 16\n')
+    values = merge_flags(load_config(path), {**_NO_FLAGS, "fps": 2.0, "num_frames": 4})
+    message = r"^fps and num_frames cannot be specified at the same time \(got fps=2.0, num_frames=4\); choose one"
+    with pytest.raises(OptionsError, match=message):
+        build_options(manifest="m.parquet", values=values)
+
+
+def test_max_frames_alone_drops_the_files_rate_and_says_to_add_fps(tmp_path):
+    path = _job_file(tmp_path, 'output = "out"\nfps = 2.5\nmax-frames = 12\n')
+    values = merge_flags(load_config(path), {**_NO_FLAGS, "max_frames": 32})
+    message = r"max_frames caps fps sampling and needs fps \(got max_frames=32 without fps\); add --fps F"
+    with pytest.raises(OptionsError, match=message):
+        build_options(manifest="m.parquet", values=values)
 
 
 def test_job_file_with_an_unknown_key_is_refused(tmp_path):
@@ -281,12 +328,26 @@ def test_flags_override_the_job_file(tmp_path, captured):
     assert options.video.size == (64, 64) and options.run.workers == 3  # not overridden: kept
 
 
-def test_fps_flag_against_num_frames_in_the_job_file_is_refused(tmp_path, captured):
-    # The job file's num_frames and the flag's fps meet: the conflict is reported, not resolved.
-    path = _job_file(tmp_path, 'output = "o"\nnum-frames = 4\n')
-    result = _invoke("m.parquet", "--config", path, "--fps", "2")
+def test_fps_flags_replace_num_frames_of_the_job_file(tmp_path, captured):
+    path = _job_file(tmp_path, 'output = "o"\nnum-frames = 4\nsize = "64x64"\n')
+    result = _invoke("m.parquet", "--config", path, "--fps", "2", "--max-frames", "32")
+    assert result.exit_code == 0, result.output
+    assert captured[0].video == VideoOptions(fps=2.0, max_frames=32, size=(64, 64))
+
+
+def test_num_frames_flag_replaces_fps_and_max_frames_of_the_job_file(tmp_path, captured):
+    path = _job_file(tmp_path, 'output = "o"\nfps = 2.0\nmax-frames = 32\n')
+    result = _invoke("m.parquet", "--config", path, "--num-frames", "8")
+    assert result.exit_code == 0, result.output
+    assert captured[0].video == VideoOptions(num_frames=8)
+
+
+def test_fps_and_num_frames_both_as_flags_exit_2_whatever_the_job_file(tmp_path, captured):
+    path = _job_file(tmp_path, 'output = "o"\nfps = 1.0\n')
+    result = _invoke("m.parquet", "--config", path, "--fps", "2", "--num-frames", "4")
     assert result.exit_code == 2
-    assert "fps and num_frames cannot be specified at the same time" in result.output
+    message = "error: fps and num_frames cannot be specified at the same time (got fps=2.0, num_frames=4); choose one"
+    assert message in result.output
     assert not captured
 
 

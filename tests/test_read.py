@@ -184,7 +184,7 @@ def test_the_reader_imports_and_reads_without_torch(real_run):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     count, message = result.stdout.splitlines()[:2]
     assert count == "7"
-    assert "needs torch: pip install torch" in message
+    assert "needs torch: pip install 'videoproc[read]'" in message
 
 
 def test_an_output_on_object_storage_reads_through_fsspec(real_run, moto_s3):  # noqa: F811

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from videoproc.config import build_options, load_config
+from videoproc.config import build_options, load_config, merge_flags
 from videoproc.errors import ManifestError, OptionsError, ResumeError
 from videoproc.runlock import EXIT_LOCK_LOST, LockLost, OutputLocked
 
@@ -33,7 +33,7 @@ def main() -> None:
 @main.command()
 @click.argument("manifest")
 @click.option("--output", "-o", help="Output folder: local path or fsspec URL (s3://bucket/prefix). Required.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML job file with the same options; flags override it.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML job file with the same options; flags override it, and a sampling flag replaces its num-frames, fps and max-frames.")
 @click.option("--num-frames", type=int, help="Frames spread uniformly over each video (default 16 when --fps is not set).")
 @click.option("--fps", type=float, help="Sample this many frames per second of video instead.")
 @click.option("--max-frames", type=int, help="With --fps: keep at most this many, spread uniformly.")
@@ -77,8 +77,7 @@ def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
 
     started = time.monotonic()
     try:
-        values = load_config(config_file) if config_file else {}
-        values.update({k: v for k, v in flags.items() if v is not None})
+        values = merge_flags(load_config(config_file) if config_file else {}, flags)
         options = build_options(manifest=manifest, values=values)
         report = run_preprocess(options)
     except (OptionsError, ManifestError, ResumeError, OutputLocked) as exc:

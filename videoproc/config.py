@@ -1,5 +1,6 @@
 """Job files and flags into option records. A job file (TOML) takes the same names as the flags,
-with dashes or underscores; flags given on the command line override it."""
+with dashes or underscores; flags given on the command line override it, and a sampling flag
+(--num-frames, --fps, --max-frames) replaces the file's whole sampling group."""
 
 from __future__ import annotations
 
@@ -48,6 +49,19 @@ def load_config(path: str) -> dict[str, Any]:
             f"{', '.join(sorted(KNOWN))}"
         )
     return values
+
+
+SAMPLING = ("num_frames", "fps", "max_frames")
+
+
+def merge_flags(file_values: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """The job file's values overridden by the flags given (None: not given). Sampling is one
+    choice, a count or a rate, so any sampling flag drops all of the file's sampling keys: the
+    file's num-frames never clashes with --fps, nor its fps and max-frames with --num-frames."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    if given.keys() & set(SAMPLING):
+        file_values = {key: value for key, value in file_values.items() if key not in SAMPLING}
+    return {**file_values, **given}
 
 
 def build_options(*, manifest: str, values: dict[str, Any]) -> PreprocessOptions:

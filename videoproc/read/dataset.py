@@ -16,8 +16,8 @@ from videoproc.read.units import ReadError, Unit, list_units, shuffled, take
 try:
     import torch
     from torch.utils.data import IterableDataset, get_worker_info
-except ImportError as exc:  # pragma: no cover - torch is a dependency, but producers may drop it
-    raise ImportError("videoproc.read.FrameDataset needs torch: pip install torch (or use "
+except ImportError as exc:  # pragma: no cover - torch is the optional `read` extra
+    raise ImportError("videoproc.read.FrameDataset needs torch: pip install 'videoproc[read]' (or use "
                       "videoproc.read.iter_rows, the numpy reader)") from exc
 
 
