@@ -123,9 +123,11 @@ def lock_manifest(tmp_path) -> str:
 
 
 def start_cli(manifest: str, output: str, *extra: str, server: s3.S3Server, delay: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, **s3.env(server), **({"VIDEOPROC_TEST_WRITE_DELAY": delay} if delay else {})}
+    # With a delay, through tests.hooked_cli, which pauses after every shard flush.
+    entry = ["tests.hooked_cli", "--write-delay", delay, "preprocess"] if delay else ["jobs.preprocess"]
+    env = {**os.environ, **s3.env(server)}
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.preprocess", manifest, "--output", output, "--num-frames", "2", "--size", "32x32",
+        [sys.executable, "-m", *entry, manifest, "--output", output, "--num-frames", "2", "--size", "32x32",
          "--shard-size", "1", "--workers", "1", "--progress", "off", *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )

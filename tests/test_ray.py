@@ -265,7 +265,7 @@ def test_crashing_and_hanging_videos_fail_only_their_rows(ray_cluster, sample_cl
     assert report.exit_code == EXIT_ROWS_FAILED
     rows = _rows(output)
     assert [r["status"] for r in rows] == ["ok", "failed", "ok", "failed", "ok"]
-    assert rows[1]["error"] == f"worker crashed (signal 11) while decoding {uris[1]}"
+    assert rows[1]["error"].startswith(f"worker crashed (signal 11) while decoding {uris[1]}")
     assert rows[3]["error"] == f"timed out after 3s while decoding {uris[3]}"
 
 

@@ -39,9 +39,18 @@ def cli_args(manifest: str, output, *extra: str) -> list[str]:
             "--size", "32x32", "--shard-size", "2", "--workers", "1", "--progress", "off", *extra]
 
 
-def start(args: list[str], **env: str) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=ROOT, env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def start(args: list[str], *, write_delay: str | None = None) -> subprocess.Popen:
+    """Run the CLI; with write_delay, through tests.hooked_cli, which pauses after every shard flush."""
+    if write_delay is not None:
+        args = delayed(args, write_delay)
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+
+
+def delayed(args: list[str], seconds: str) -> list[str]:
+    """`python -m jobs.preprocess ...` as `python -m tests.hooked_cli --write-delay S preprocess ...`."""
+    at = args.index("jobs.preprocess")
+    return [*args[:at], "tests.hooked_cli", "--write-delay", seconds, "preprocess", *args[at + 1:]]
 
 
 def options(manifest, output, **run) -> PreprocessOptions:
@@ -81,8 +90,8 @@ def lock_holder(output) -> dict:
 def test_two_concurrent_runs_one_is_refused_at_once_and_the_output_is_exactly_once(tmp_path):
     manifest = write_manifest(tmp_path / "m.parquet")
     out = tmp_path / "out"
-    delay = {"VIDEOPROC_TEST_WRITE_DELAY": "0.5"}  # keeps the winner busy past the loser's start
-    runs = [start(cli_args(manifest, out), **delay) for _ in range(2)]
+    # The delay keeps the winner busy past the loser's start.
+    runs = [start(cli_args(manifest, out), write_delay="0.5") for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in runs]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 2], results
@@ -97,7 +106,7 @@ def test_two_concurrent_runs_one_is_refused_at_once_and_the_output_is_exactly_on
 def test_runs_with_different_shard_sizes_cannot_both_pass_the_plan_check(tmp_path):
     manifest = write_manifest(tmp_path / "m.parquet")
     out = tmp_path / "out"
-    first = start(cli_args(manifest, out), VIDEOPROC_TEST_WRITE_DELAY="0.5")
+    first = start(cli_args(manifest, out), write_delay="0.5")
     wait_for(lambda: lock_holder(out).get("pid") == first.pid, proc=first)
     args = cli_args(manifest, out)
     second = start(args[: args.index("--shard-size") + 1] + ["4"] + args[args.index("--shard-size") + 2:])
@@ -110,7 +119,7 @@ def test_runs_with_different_shard_sizes_cannot_both_pass_the_plan_check(tmp_pat
 def test_kill_9_of_the_holder_then_a_rerun_takes_the_lock_at_once(tmp_path):
     manifest = write_manifest(tmp_path / "m.parquet")
     out = tmp_path / "out"
-    proc = start(cli_args(manifest, out), VIDEOPROC_TEST_WRITE_DELAY="1")
+    proc = start(cli_args(manifest, out), write_delay="1")
     wait_for(lambda: (out / "_videoproc" / "run.json").exists() and lock_holder(out).get("pid") == proc.pid, proc=proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
