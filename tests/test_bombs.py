@@ -18,7 +18,7 @@ import av
 import pytest
 
 from tests.helpers import read_output, write_manifest
-from tests.mp4bombs import BILLIONS, BOMB_BASE, TABLES, make_bomb
+from tests.mp4bombs import BOMB_BASE, TABLES, make_bomb
 from videoproc.config import build_options
 from videoproc.errors import OptionsError, VideoError
 from videoproc.job import run_preprocess

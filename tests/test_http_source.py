@@ -7,8 +7,8 @@ address, so a refusal that came too late (after connecting) is caught, not just 
 
 from __future__ import annotations
 
-import ipaddress
 import io
+import ipaddress
 import os
 import random
 import re

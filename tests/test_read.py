@@ -21,6 +21,7 @@ from tests.servers import s3
 from videoproc.read import FrameDataset, ReadError, iter_rows, list_units
 from videoproc.write import FORMAT_VERSION, METADATA_KEY
 
+
 def ok_ids(output: str) -> set[str]:
     return set(stored_rows(output))
 

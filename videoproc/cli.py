@@ -101,7 +101,7 @@ def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(output: str, storage_options: str | None, as_json: bool) -> None:
     """Shards committed and pending, rows ok and failed, common errors, and the run's options."""
-    from videoproc.status import read_status, format_status
+    from videoproc.status import format_status, read_status
 
     info = read_status(output, storage_options=json.loads(storage_options) if storage_options else {})
     click.echo(json.dumps(info, indent=2, default=str) if as_json else format_status(info))

@@ -26,9 +26,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from videoproc import executor as local_executor
 from videoproc import storage
 from videoproc.errors import OptionsError
-from videoproc import executor as local_executor
 from videoproc.executor import OnResult
 from videoproc.options import PreprocessOptions
 from videoproc.pool import WorkerConfig, WorkerPool

@@ -37,7 +37,7 @@ class Location:
     def is_local(self) -> bool:
         return isinstance(self.fs, LocalFileSystem)
 
-    def child(self, *parts: str) -> "Location":
+    def child(self, *parts: str) -> Location:
         path = posixpath.join(self.path, *parts)
         url = self.url.rstrip("/") + "/" + "/".join(parts)
         return Location(fs=self.fs, path=path, url=url)

@@ -7,8 +7,17 @@ import sys
 import click
 
 from videoproc.config import parse_list
+from videoproc.generate.options import (
+    DEVICES,
+    DTYPES,
+    ENGINES,
+    EXECUTORS,
+    FITS,
+    GenerateOptions,
+    Limits,
+    ReferenceRules,
+)
 from videoproc.options import parse_bytes, parse_json_object
-from videoproc.generate.options import DEVICES, DTYPES, ENGINES, EXECUTORS, FITS, GenerateOptions, Limits, ReferenceRules
 
 EXIT_REFUSED = 2
 EXIT_SOME_FAILED = 3

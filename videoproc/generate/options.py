@@ -69,7 +69,7 @@ class ReferenceRules:
                              "pass e.g. --reference-timeout 60")
         self.source(output=None, storage_options={})  # refuse a bad entry now, not per request
 
-    def source(self, *, output: str | None, storage_options: dict) -> "SourceOptions":
+    def source(self, *, output: str | None, storage_options: dict) -> SourceOptions:
         """The SourceOptions a reference is read with; `output` (the run's) is never readable."""
         from videoproc.options import SourceOptions
 
@@ -127,7 +127,7 @@ class GenerateOptions:
             raise ValueError("engine 'tensorrt-llm' runs on CUDA only (got device='cpu'); use --engine diffusers on a CPU")
         self._check_ray()
 
-    def reference_source(self) -> "SourceOptions":
+    def reference_source(self) -> SourceOptions:
         """The SourceOptions that `input_reference` images are read with."""
         return self.references.source(output=self.output, storage_options=self.storage_options)
 
