@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from itertools import cycle, islice
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -97,7 +98,7 @@ def _check_identical(work: str) -> None:
     folders = [os.path.join(work, f"out-{e}", "data") for e in ("local", "ray")]
     names = [sorted(os.listdir(f)) for f in folders]
     same = names[0] == names[1] and all(
-        open(os.path.join(folders[0], n), "rb").read() == open(os.path.join(folders[1], n), "rb").read() for n in names[0]
+        Path(folders[0], n).read_bytes() == Path(folders[1], n).read_bytes() for n in names[0]
     )
     if not same:
         raise SystemExit("the Ray and local outputs differ; this is a bug, not a benchmark result")

@@ -360,7 +360,10 @@ def main(argv: list[str] | None = None) -> BenchResults:
     args = parse_args(argv)
     if args.render:
         return rerender(args.render, args.results)
-    log = lambda text: print(text, file=sys.stderr, flush=True)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory(prefix="videoproc-bench-") as scratch:
         settings = Settings(
             quick=args.quick,

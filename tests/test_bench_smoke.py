@@ -69,7 +69,9 @@ def test_unknown_part_is_refused(tmp_path):
 
 
 def _file(name: str, *, exact: float, keyframe: float, naive: float, decoded: int, bound: int, tags=()) -> FileResult:
-    t = lambda s: Timing(wall_s=s, cpu_s=s, runs=3)
+    def t(s: float) -> Timing:
+        return Timing(wall_s=s, cpu_s=s, runs=3)
+
     return FileResult(
         name=name, description="", tags=tuple(tags), codec="h264", num_frames=1800, keyframes=60, sampled=16,
         exact=t(exact), keyframe=t(keyframe), naive=t(naive), ffmpeg=t(naive), probe=t(0.01), status="ok",

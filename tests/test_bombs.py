@@ -125,9 +125,8 @@ def test_the_index_is_counted_before_it_is_read(clip_factory):
     with open(path, "rb") as f:
         runs = video_composition_offsets(f, file_size=os.path.getsize(path))
     assert runs is not None and runs.total == 20 and len(runs.counts) < 20  # run-length, as stored
-    with av.open(path) as container:
-        with pytest.raises(VideoError, match=r"the MP4's index lists 20 frames.*at most 19 frames"):
-            probe_from_index(container, runs, file_size=None, max_frames=19)
+    with av.open(path) as container, pytest.raises(VideoError, match=r"the MP4's index lists 20 frames.*at most 19 frames"):
+        probe_from_index(container, runs, file_size=None, max_frames=19)
     with av.open(path) as container:
         assert probe_from_index(container, runs, file_size=None, max_frames=20).num_frames == 20
 

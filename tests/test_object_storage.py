@@ -167,7 +167,7 @@ def test_two_concurrent_runs_on_ceph_one_is_refused_and_the_output_is_exactly_on
     runs = [start_cli(manifest, f"s3://{bucket}/out", server=ceph_s3, delay="0.5") for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in runs]
     assert sorted(code for code, _, _ in results) == [0, 2], results
-    winner = next(p.pid for p, (code, _, _) in zip(runs, results) if code == 0)
+    winner = next(p.pid for p, (code, _, _) in zip(runs, results, strict=True) if code == 0)
     refused = next(err for code, _, err in results if code == 2)
     assert f"s3://{bucket}/out is locked by preprocess run pid {winner} on host" in refused
     assert "re-run with --break-lock (only if that run is really gone)" in refused
@@ -246,9 +246,9 @@ def check_lease_rules(server: s3.S3Server, bucket: str) -> None:
     s3.make_bucket(server, bucket)
     out = locate(f"s3://{bucket}/out", storage_options=s3.storage_options(server))
     with hold_output(out, stage="generate", lease_s=3) as first:
-        with pytest.raises(OutputLocked, match=r"locked by generate run pid \d+ on host .*lease expires in [0-9] s"):
-            with hold_output(out, stage="generate"):
-                pass
+        held = r"locked by generate run pid \d+ on host .*lease expires in [0-9] s"
+        with pytest.raises(OutputLocked, match=held), hold_output(out, stage="generate"):
+            pass
         log = io.StringIO()
         with hold_output(out, stage="generate", break_lock=True, log=log):
             time.sleep(1.5)  # past first's next renewal, which finds the object is not its own

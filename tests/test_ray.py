@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -225,11 +226,11 @@ def test_retry_failed_matches_local(ray_cluster, late_manifest, sample_clips, tm
     assert run_preprocess(_options(manifest, first, shard_size=2)).exit_code == EXIT_ROWS_FAILED
     shutil.copy(sample_clips["testsrc_h264_3s.mp4"], late)
     outputs = {}
-    for executor in ("local", "ray"):
-        outputs[executor] = str(tmp_path / executor)
-        shutil.copytree(first, outputs[executor])
-        extra = _on_ray(ray_cluster) if executor == "ray" else {}
-        report = run_preprocess(_options(manifest, outputs[executor], shard_size=2, retry_failed=True, **extra))
+    for kind in ("local", "ray"):
+        outputs[kind] = str(tmp_path / kind)
+        shutil.copytree(first, outputs[kind])
+        extra = _on_ray(ray_cluster) if kind == "ray" else {}
+        report = run_preprocess(_options(manifest, outputs[kind], shard_size=2, retry_failed=True, **extra))
         assert report.exit_code == EXIT_OK
         assert report.summary["rows_recovered"] == 1
     assert _shard_files(outputs["ray"]) == _shard_files(outputs["local"])
@@ -300,7 +301,7 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
     outcomes = []
     for _ in range(2):
         outcome, statuses = run_shard(work, schema=schema, final_url=final, options=options, folder=str(tmp_path))
-        outcomes.append((outcome, open(final, "rb").read()))
+        outcomes.append((outcome, Path(final).read_bytes()))
         assert statuses == [(0, "ok", None), (1, "ok", None)]
     assert outcomes[0][1] == outcomes[1][1]
     strip = lambda stats: {k: v for k, v in stats.items() if k not in RUN_KEYS}  # noqa: E731

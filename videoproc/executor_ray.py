@@ -19,6 +19,7 @@ Rows are never appended anywhere, so there is nothing to duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -212,10 +213,8 @@ def _check_reachable(address: str | None) -> None:
 def _cancel(ray: Any, ref: Any) -> None:
     # An interrupted or failed run must not leave tasks decoding on the cluster; a task that just
     # finished cannot be cancelled, which is fine.
-    try:
+    with contextlib.suppress(Exception):
         ray.cancel(ref, force=True)
-    except Exception:
-        pass
 
 
 def _not_shared(state: RunState, work: ShardWork) -> str:

@@ -8,6 +8,7 @@ half-made state to readers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -101,10 +102,8 @@ def list_names(loc: Location) -> list[str]:
 
 
 def remove(loc: Location) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         loc.fs.rm(loc.path, recursive=True)
-    except FileNotFoundError:
-        pass
 
 
 def temp_name(final_name: str) -> str:

@@ -23,6 +23,7 @@ under CI, where it fails instead. Import it into a test module to use it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -265,10 +266,8 @@ def _stop_tree(process: subprocess.Popen) -> None:
         time.sleep(0.2)
     # Daemons may ignore SIGTERM for 20 s or more; what is left goes now.
     _kill_tree(process.pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _kill_tree(root: int, sig: int) -> None:
@@ -318,10 +317,8 @@ def _ppid(pid: int) -> int | None:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _free_port() -> int:

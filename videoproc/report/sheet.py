@@ -91,7 +91,7 @@ def render(strips: list[Strip], *, max_side: int = 128, empty_note: str = "no ro
     if not strips:
         draw.text((MARGIN, MARGIN + 1), empty_note, fill=TEXT, font=font)
     placements = []
-    for index, (strip, frames) in enumerate(zip(strips, shown)):
+    for index, (strip, frames) in enumerate(zip(strips, shown, strict=True)):
         placements += _draw_strip(draw, image, font, index=index, strip=strip, frames=frames, top=tops[index],
                                   max_side=max_side)
     return Sheet(image=image, placements=tuple(placements))

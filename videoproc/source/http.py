@@ -232,7 +232,7 @@ class HttpClient:
         """Range was ignored: stream the whole body, counting it against the cap as it comes."""
         if response.length is not None:
             self._check_size(response.length, how="Content-Length")
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115  kept: it becomes the body
         try:
             _copy_counted(response, spool, self._count_in_time)
         except BaseException:
