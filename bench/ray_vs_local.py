@@ -110,7 +110,8 @@ def _print_table(results: list[dict], args: argparse.Namespace, started_s: float
     print(f"{'executor':<10}{'rows':>6}{'ok':>6}{'shards':>8}{'wall s':>9}{'videos/s':>10}")
     for r in results:
         label = r["executor"] if r["executor"] == "ray" else f"local x{args.workers}"
-        print(f"{label:<10}{r['rows']:>6}{r['ok']:>6}{r['shards']:>8}{r['wall_s']:>9.1f}{r['rows'] / r['wall_s']:>10.2f}")
+        print(f"{label:<10}{r['rows']:>6}{r['ok']:>6}{r['shards']:>8}{r['wall_s']:>9.1f}"
+              f"{r['rows'] / r['wall_s']:>10.2f}")
     print("outputs byte-identical: yes")
 
 

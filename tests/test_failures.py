@@ -209,7 +209,8 @@ def test_the_run_finishes_with_rows_failed(failure_run):
     summary = failure_run["summary"]
     assert failure_run["exit_code"] == 3
     assert summary["rows_ok"] == 4 and summary["rows_failed"] == KINDS
-    assert summary["shards_pending"] == 0 and summary["shards_committed"] == summary["shards_total"] == -(-(KINDS + 4) // 7)
+    assert (summary["shards_pending"] == 0
+            and summary["shards_committed"] == summary["shards_total"] == -(-(KINDS + 4) // 7))
 
 
 def test_path_like_ids_are_ids_and_only_empty_or_nul_ids_fail(tmp_path, sample_clips):

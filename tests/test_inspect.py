@@ -137,14 +137,17 @@ def test_the_command_refuses_a_folder_that_is_no_output(tmp_path):
     assert result.exit_code == 2
     assert "is neither a preprocess output (no _videoproc/run.json) nor a generation output" in result.output
     result = CliRunner().invoke(inspect_cmd, [str(tmp_path), "--storage-options", "[1]"])
-    assert result.exit_code == 2 and "--storage-options must be a JSON object like '{\"anon\": true}' (got '[1]')" in result.output
+    assert (result.exit_code == 2
+            and "--storage-options must be a JSON object like '{\"anon\": true}' (got '[1]')" in result.output)
 
 
 # Generation outputs: OUTPUT/videos/<id>.mp4, records, run.json.
 
 GENERATED = [
-    Clip(name="gen_a.mp4", args=("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=8:duration=1", "-pix_fmt", "yuv420p", "-c:v", "libx264")),
-    Clip(name="gen_b.mp4", args=("-f", "lavfi", "-i", "mandelbrot=size=64x48:rate=8", "-t", "1.5", "-pix_fmt", "yuv420p", "-c:v", "libx264")),
+    Clip(name="gen_a.mp4", args=("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=8:duration=1",
+                                 "-pix_fmt", "yuv420p", "-c:v", "libx264")),
+    Clip(name="gen_b.mp4", args=("-f", "lavfi", "-i", "mandelbrot=size=64x48:rate=8", "-t", "1.5",
+                                 "-pix_fmt", "yuv420p", "-c:v", "libx264")),
 ]
 
 

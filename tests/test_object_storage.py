@@ -73,7 +73,9 @@ def check_end_to_end(server: s3.S3Server, bucket: str, tmp_path) -> None:
     assert got.column("label").to_pylist() == list(range(len(CLIPS)))
     keys = filesystem(server).find(f"{bucket}/out")
     names = sorted(k.removeprefix(f"{bucket}/out/") for k in keys)
-    assert [n for n in names if n.startswith("data/")] == ["data/part-00000.parquet", "data/part-00001.parquet", "data/part-00002.parquet"]
+    assert [n for n in names if n.startswith("data/")] == [
+        "data/part-00000.parquet", "data/part-00001.parquet", "data/part-00002.parquet"
+    ]
     assert "_videoproc/summary.json" in names and not any(".tmp" in n for n in names)
     status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "videoproc"), "status", f"s3://{bucket}/out"],
                             env={**os.environ, **s3.env(server)}, capture_output=True, text=True)
@@ -122,7 +124,8 @@ def lock_manifest(tmp_path) -> str:
     return str(tmp_path / "m.parquet")
 
 
-def start_cli(manifest: str, output: str, *extra: str, server: s3.S3Server, delay: str | None = None) -> subprocess.Popen:
+def start_cli(manifest: str, output: str, *extra: str, server: s3.S3Server,
+              delay: str | None = None) -> subprocess.Popen:
     env = {**os.environ, **s3.env(server), **({"VIDEOPROC_TEST_WRITE_DELAY": delay} if delay else {})}
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.preprocess", manifest, "--output", output, "--num-frames", "2", "--size", "32x32",
@@ -252,7 +255,8 @@ def check_lease_rules(server: s3.S3Server, bucket: str) -> None:
         log = io.StringIO()
         with hold_output(out, stage="generate", break_lock=True, log=log):
             time.sleep(1.5)  # past first's next renewal, which finds the object is not its own
-            with pytest.raises(LockLost, match=r"lost the lock on .*(it is now held by generate run|its lock object was deleted)"):
+            with pytest.raises(LockLost, match=r"lost the lock on .*"
+                                               r"(it is now held by generate run|its lock object was deleted)"):
                 first.check()
         assert "--break-lock: breaking the lock" in log.getvalue()
     assert not filesystem(server).exists(f"{bucket}/out/.videoproc.lock")

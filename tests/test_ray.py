@@ -99,7 +99,8 @@ def local_reference(sample_manifest, tmp_path_factory):
     return output, report
 
 
-def test_cluster_output_is_byte_identical_to_local(ray_cluster, sample_manifest, local_reference, tmp_path, monkeypatch):
+def test_cluster_output_is_byte_identical_to_local(ray_cluster, sample_manifest, local_reference, tmp_path,
+                                                   monkeypatch):
     local_out, local_report = local_reference
     output = str(tmp_path / "ray")
     monkeypatch.chdir(ROOT)
@@ -114,7 +115,8 @@ def test_cluster_output_is_byte_identical_to_local(ray_cluster, sample_manifest,
 
 
 @pytest.mark.slow
-def test_node_lost_mid_run_still_gives_every_row_once(ray_cluster, sample_manifest, local_reference, tmp_path, monkeypatch):
+def test_node_lost_mid_run_still_gives_every_row_once(ray_cluster, sample_manifest, local_reference, tmp_path,
+                                                      monkeypatch):
     """SIGKILL the worker node while it decodes a shard: Ray re-runs that task on the head, the
     retried attempt rewrites the same file, and the output is exactly the local executor's rows."""
     local_out, local_report = local_reference
@@ -140,7 +142,8 @@ def test_node_lost_mid_run_still_gives_every_row_once(ray_cluster, sample_manife
 
 
 @pytest.mark.slow
-def test_shard_lost_for_good_is_finished_by_a_rerun(ray_cluster, sample_manifest, local_reference, tmp_path, monkeypatch):
+def test_shard_lost_for_good_is_finished_by_a_rerun(ray_cluster, sample_manifest, local_reference, tmp_path,
+                                                    monkeypatch):
     """With no retries left, the shard of the killed node stays uncommitted (exit 4, the error
     names the shard), and a plain re-run finishes the output with the local executor's rows."""
     import videoproc.executor_ray
@@ -258,7 +261,8 @@ def test_crashing_and_hanging_videos_fail_only_their_rows(ray_cluster, sample_cl
     video in a child process); the driver ships the test fault hook (tests.hooks) to the tasks."""
     monkeypatch.setattr(executor, "VIDEO_JOB", faulting_job)
     good = sample_clips["vfr.mkv"]
-    uris = [good, str(tmp_path / "fault-segfault.mp4"), sample_clips["rotated_90.mp4"], str(tmp_path / "fault-hang.mp4"), good]
+    uris = [good, str(tmp_path / "fault-segfault.mp4"), sample_clips["rotated_90.mp4"],
+            str(tmp_path / "fault-hang.mp4"), good]
     manifest = _write_manifest(str(tmp_path / "faults.parquet"), uris)
     output = str(tmp_path / "out")
     report = run_preprocess(_options(manifest, output, shard_size=5, timeout=3, **_on_ray(ray_cluster)))
@@ -322,6 +326,7 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
 def test_unreachable_address_fails_fast_with_the_fix():
     from videoproc.executor_ray import _check_reachable
 
-    expected = r"cannot reach the Ray cluster at 127\.0\.0\.1:1: .*--ray-address must be auto or the head node's HOST:PORT"
+    expected = (r"cannot reach the Ray cluster at 127\.0\.0\.1:1: "
+                r".*--ray-address must be auto or the head node's HOST:PORT")
     with pytest.raises(OptionsError, match=expected):
         _check_reachable("127.0.0.1:1")

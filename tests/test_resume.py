@@ -74,7 +74,8 @@ def read_rows(output) -> pa.Table:
 
 def cli(*args, write_delay: float | None = None, **kwargs) -> subprocess.Popen:
     """The job in a new process group; write_delay: seconds each shard write pauses (tests.hooks)."""
-    command = ["tests.hooked_cli", "--write-delay", str(write_delay), "preprocess"] if write_delay else ["jobs.preprocess"]
+    command = (["tests.hooked_cli", "--write-delay", str(write_delay), "preprocess"] if write_delay
+               else ["jobs.preprocess"])
     return subprocess.Popen(
         [sys.executable, "-m", *command, *args], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kwargs,

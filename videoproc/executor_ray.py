@@ -87,7 +87,8 @@ def _worker_config(options: PreprocessOptions, folder: str, job: Callable[..., V
     kwargs = {"folder": folder, "job": job, "video": options.video, "source": options.source, "threads": threads}
     # The ceiling applies in the pool's child, the one process that decodes, never in the Ray
     # worker, which Ray reuses for other tasks.
-    return WorkerConfig(job=_process_in_folder, kwargs=kwargs, memory_limit=options.worker_memory_limit(threads=threads))
+    return WorkerConfig(job=_process_in_folder, kwargs=kwargs,
+                        memory_limit=options.worker_memory_limit(threads=threads))
 
 
 def _process_in_folder(task: VideoTask, *, folder: str, job: Callable[..., VideoResult], **kwargs: Any) -> VideoResult:

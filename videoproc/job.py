@@ -80,7 +80,8 @@ def _refuse_in_worker_bootstrap() -> None:
         )
 
 
-def _plan_work(manifest: Manifest, shards: tuple[Shard, ...], state: RunState, *, retry_failed: bool) -> list[ShardWork]:
+def _plan_work(manifest: Manifest, shards: tuple[Shard, ...], state: RunState,
+               *, retry_failed: bool) -> list[ShardWork]:
     committed = state.committed()
     works = []
     for shard in shards:
@@ -100,7 +101,8 @@ def _tasks(manifest: Manifest, positions: list[int]) -> tuple[VideoTask, ...]:
 def _fresh_work(manifest: Manifest, shard: Shard) -> ShardWork:
     positions = list(range(shard.start, shard.stop))
     rows = manifest.passthrough_rows(shard.start, shard.stop)
-    return ShardWork(shard=shard, tasks=_tasks(manifest, positions), passthrough=dict(zip(positions, rows, strict=True)))
+    return ShardWork(shard=shard, tasks=_tasks(manifest, positions),
+                     passthrough=dict(zip(positions, rows, strict=True)))
 
 
 def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
@@ -123,7 +125,8 @@ def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest,
     """Run the work, committing each shard as it lands; returns the storage errors met."""
     if not works:
         return []
-    progress = Progress(total=sum(len(w.tasks) for w in works), mode=options.run.progress, **({"stream": stream} if stream else {}))
+    progress = Progress(total=sum(len(w.tasks) for w in works), mode=options.run.progress,
+                        **({"stream": stream} if stream else {}))
 
     def on_result(result: VideoResult) -> None:
         progress.advance(ok=result.status == "ok", note=result.id)

@@ -123,7 +123,8 @@ def _timeline(
     return probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES, max_frames=limit)
 
 
-def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list[int], *, bytes_read: int) -> VideoResult:
+def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list[int],
+        *, bytes_read: int) -> VideoResult:
     stats = decoded.stats
     return VideoResult(
         row=task.row,

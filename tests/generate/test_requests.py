@@ -105,7 +105,8 @@ def test_derived_id_is_stable_and_follows_content():
 
 @pytest.mark.parametrize("size", ["832-480", "832x", "x480", "0x480", "832x0", "-832x480", "832x480x3", "big"])
 def test_size_must_be_wxh_with_positive_integers(size):
-    with pytest.raises(RequestError, match=rf"size '{size}' is not WxH with positive integers; write it like '832x480'"):
+    with pytest.raises(RequestError, match=rf"size '{size}' is not WxH with positive integers; "
+                                           r"write it like '832x480'"):
         resolve({"prompt": "p", "size": size})
 
 

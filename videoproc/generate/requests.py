@@ -326,7 +326,8 @@ def _positive(raw: dict, name: str) -> float | None:
 
 
 def _number(raw: dict, name: str) -> float | None:
-    """A numeric field; numeric strings are accepted because queues in the video API request format store `seconds` as text."""
+    """A numeric field; numeric strings are accepted because queues in the video API request format
+    store `seconds` as text."""
     value = _missing_to_none(raw.get(name))
     if value is None:
         return None

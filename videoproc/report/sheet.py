@@ -104,7 +104,8 @@ def _draw_strip(draw, image, font, *, index: int, strip: Strip, frames: list[np.
     placements = []
     for j, frame in enumerate(frames):
         image.paste(Image.fromarray(np.ascontiguousarray(frame), "RGB"), (x, y))
-        placements.append(Placement(strip=index, frame=j, x=x, y=y, step=subsample_step(*strip.frames[j].shape[:2], max_side)))
+        placements.append(Placement(strip=index, frame=j, x=x, y=y,
+                                    step=subsample_step(*strip.frames[j].shape[:2], max_side)))
         caption = strip.captions[j] if j < len(strip.captions) else ""
         _caption(draw, font, caption, x=x, y=y + frame.shape[0] + 1, width=frame.shape[1])
         x += frame.shape[1] + GAP
