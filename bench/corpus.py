@@ -45,7 +45,8 @@ def _source(seconds: float, size: str, rate: int, extra_filter: str = "") -> tup
     return ("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}", "-vf", chain)
 
 
-def _x264(seconds: float, size: str, gop: int, bitrate: str, *, rate: int = 30, extra_filter: str = "") -> tuple[str, ...]:
+def _x264(seconds: float, size: str, gop: int, bitrate: str, *, rate: int = 30,
+          extra_filter: str = "") -> tuple[str, ...]:
     return (
         *_source(seconds, size, rate, extra_filter),
         "-c:v", "libx264", "-preset", "superfast", "-pix_fmt", "yuv420p", "-b:v", bitrate,

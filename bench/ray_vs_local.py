@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from itertools import cycle, islice
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -97,7 +98,7 @@ def _check_identical(work: str) -> None:
     folders = [os.path.join(work, f"out-{e}", "data") for e in ("local", "ray")]
     names = [sorted(os.listdir(f)) for f in folders]
     same = names[0] == names[1] and all(
-        open(os.path.join(folders[0], n), "rb").read() == open(os.path.join(folders[1], n), "rb").read() for n in names[0]
+        Path(folders[0], n).read_bytes() == Path(folders[1], n).read_bytes() for n in names[0]
     )
     if not same:
         raise SystemExit("the Ray and local outputs differ; this is a bug, not a benchmark result")
@@ -109,7 +110,8 @@ def _print_table(results: list[dict], args: argparse.Namespace, started_s: float
     print(f"{'executor':<10}{'rows':>6}{'ok':>6}{'shards':>8}{'wall s':>9}{'videos/s':>10}")
     for r in results:
         label = r["executor"] if r["executor"] == "ray" else f"local x{args.workers}"
-        print(f"{label:<10}{r['rows']:>6}{r['ok']:>6}{r['shards']:>8}{r['wall_s']:>9.1f}{r['rows'] / r['wall_s']:>10.2f}")
+        print(f"{label:<10}{r['rows']:>6}{r['ok']:>6}{r['shards']:>8}{r['wall_s']:>9.1f}"
+              f"{r['rows'] / r['wall_s']:>10.2f}")
     print("outputs byte-identical: yes")
 
 

@@ -137,7 +137,8 @@ def _tagged(files: list[FileResult], tag: str) -> list[FileResult]:
     return [f for f in files if tag in f.tags]
 
 
-def _each(files: list[FileResult], target: str, passes: Callable[[FileResult], bool], show: Callable[[FileResult], str]) -> Check:
+def _each(files: list[FileResult], target: str, passes: Callable[[FileResult], bool],
+          show: Callable[[FileResult], str]) -> Check:
     if not files:
         return Check(target=target, outcome="SKIP", detail="no file measured")
     failing = [f for f in files if not passes(f)]

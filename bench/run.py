@@ -309,7 +309,9 @@ def profile_file(name: str, path: str, results_dir: str, log) -> None:
 
 def machine() -> dict[str, str]:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    ffmpeg = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, check=False).stdout.split("\n")[0]
+    ffmpeg = subprocess.run(
+        [ffmpeg_exe(), "-version"], capture_output=True, text=True, check=False
+    ).stdout.split("\n")[0]
     return {
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count()),
@@ -335,7 +337,8 @@ def _cpu_model() -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny corpus, 1 repeat: checks the benchmark runs")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="files whose name contains NAME (implies --parts files)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="files whose name contains NAME (implies --parts files)")
     parser.add_argument("--parts", help=f"comma-separated subset of {','.join(PARTS)} (default: all but profile)")
     parser.add_argument("--repeats", type=int, help="runs per method and file, median reported (default 3; --quick 1)")
     parser.add_argument("--videos", type=int, help="rows of the throughput manifest (default 100; --quick 6)")
@@ -360,7 +363,10 @@ def main(argv: list[str] | None = None) -> BenchResults:
     args = parse_args(argv)
     if args.render:
         return rerender(args.render, args.results)
-    log = lambda text: print(text, file=sys.stderr, flush=True)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory(prefix="videoproc-bench-") as scratch:
         settings = Settings(
             quick=args.quick,

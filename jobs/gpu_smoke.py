@@ -23,7 +23,8 @@ from videoproc.generate import GenerateOptions, run
 
 TINY_ROWS = [
     dict(id="tiny-t2v", prompt="a red fox in the snow", size="64x64", num_frames=17, num_inference_steps=4, seed=1),
-    dict(id="tiny-t2v-again", prompt="a red fox in the snow", size="64x64", num_frames=17, num_inference_steps=4, seed=1),
+    dict(id="tiny-t2v-again", prompt="a red fox in the snow", size="64x64", num_frames=17, num_inference_steps=4,
+         seed=1),
     dict(id="tiny-i2v", prompt="the bars ripple", size="64x64", num_frames=9, num_inference_steps=4, seed=2,
          input_reference="manifests/media/reference.png"),
 ]
@@ -77,8 +78,10 @@ def tiny_checks(folder: str) -> list[bool]:
     started = time.perf_counter()
     records = {r["id"]: r for r in run_rows(TINY_ROWS, ("tiny-random",), "diffusers", folder)}
     return [
-        check("tiny-random on cuda", all(r["status"] == "completed" and r["device"] == "cuda" for r in records.values()),
-              f"{len(records)} requests in {time.perf_counter() - started:.1f} s, dtype {records['tiny-t2v']['dtype']}, "
+        check("tiny-random on cuda",
+              all(r["status"] == "completed" and r["device"] == "cuda" for r in records.values()),
+              f"{len(records)} requests in {time.perf_counter() - started:.1f} s, "
+              f"dtype {records['tiny-t2v']['dtype']}, "
               f"errors: {[r['error'] for r in records.values() if r['error']]}"),
         check("same seed, same file", records["tiny-t2v"]["sha256"] == records["tiny-t2v-again"]["sha256"],
               f"{records['tiny-t2v']['sha256']} vs {records['tiny-t2v-again']['sha256']}"),

@@ -61,6 +61,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+from tests.runs import real_run  # noqa: E402,F401  (session fixture)
 from tests.servers.fixtures import ceph_s3, moto_s3  # noqa: E402,F401  (session fixtures)
 from tests.servers.ray_cluster import ray_cluster  # noqa: E402,F401  (session fixture)
-from tests.runs import real_run  # noqa: E402,F401  (session fixture)

@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,6 @@ LOCAL_ROOT_FIX = "local paths must stay inside the root"
 
 def _cases(root: str, outside: str, http, output: str) -> dict[str, tuple[str, list[str]]]:
     """id -> (uri, the texts its error must hold: the rule, then the fix)."""
-    port = http.port
     cases = {f"{table}-bomb": (os.path.join(root, f"{table}.mp4"), [f"the MP4's {table} table", BOMB_FIX])
              for table in TABLES}
     return cases | {
@@ -49,7 +49,8 @@ def _cases(root: str, outside: str, http, output: str) -> dict[str, tuple[str, l
             "a 16000x16000 stream needs at least", f"--worker-memory {WORKER_MEMORY} bytes",
             "raise --worker-memory if the video is legitimate"]),
         "fifo": (os.path.join(root, "pipe.mp4"), ["is a FIFO (named pipe), not a regular file"]),
-        "dev-zero-link": (os.path.join(root, "zero.mp4"), ["resolves to /dev/zero, outside --local-root", LOCAL_ROOT_FIX]),
+        "dev-zero-link": (os.path.join(root, "zero.mp4"),
+                          ["resolves to /dev/zero, outside --local-root", LOCAL_ROOT_FIX]),
         "dot-dot": (os.path.join(root, "..", "outside", "canary.mp4"), ["outside --local-root", LOCAL_ROOT_FIX]),
         "symlink-out": (os.path.join(root, "canary.mp4"), ["outside --local-root", LOCAL_ROOT_FIX]),
         "file-uri-out": (f"file://{outside}/canary.mp4", ["outside --local-root", LOCAL_ROOT_FIX]),
@@ -122,7 +123,7 @@ def adversarial_run(tree, http_server):
         report = run_preprocess(build_options(manifest=manifest, values=values))
     finally:
         executor.VIDEO_JOB = saved
-    per_row = [json.load(open(os.path.join(reports, name))) for name in os.listdir(reports)]
+    per_row = [json.loads(Path(reports, name).read_text()) for name in os.listdir(reports)]
     return {"report": report, "rows": read_output(output), "cases": cases, "good": good, "per_row": per_row,
             "requests": [r.path for r in http_server.requests], "tree": tree}
 

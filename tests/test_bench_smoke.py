@@ -69,7 +69,9 @@ def test_unknown_part_is_refused(tmp_path):
 
 
 def _file(name: str, *, exact: float, keyframe: float, naive: float, decoded: int, bound: int, tags=()) -> FileResult:
-    t = lambda s: Timing(wall_s=s, cpu_s=s, runs=3)
+    def t(s: float) -> Timing:
+        return Timing(wall_s=s, cpu_s=s, runs=3)
+
     return FileResult(
         name=name, description="", tags=tuple(tags), codec="h264", num_frames=1800, keyframes=60, sampled=16,
         exact=t(exact), keyframe=t(keyframe), naive=t(naive), ffmpeg=t(naive), probe=t(0.01), status="ok",
@@ -90,7 +92,9 @@ def test_targets_fail_when_missed_and_skip_when_unmeasured():
                                      video_s=1.2, load_1m=2.0)],
     )
     outcomes = {c.target: (c.outcome, c.detail) for c in evaluate(results)}
-    assert outcomes["frames decoded <= 1.05 x keyframe-bound minimum on every file"] == ("FAIL", "failing: slow 120/100")
+    assert outcomes["frames decoded <= 1.05 x keyframe-bound minimum on every file"] == (
+        "FAIL", "failing: slow 120/100"
+    )
     assert outcomes["exact >= 8x naive on 600 s files"] == ("PASS", "long 10.0x (CPU 10.0x)")
     assert outcomes["exact never > 5 % slower than naive on any file"] == ("FAIL", "failing: slow 0.91x (CPU 0.91x)")
     assert outcomes["keyframe mode >= 20x naive on 600 s files"] == ("PASS", "long 200.0x (CPU 200.0x)")

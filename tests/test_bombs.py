@@ -18,7 +18,7 @@ import av
 import pytest
 
 from tests.helpers import read_output, write_manifest
-from tests.mp4bombs import BILLIONS, BOMB_BASE, TABLES, make_bomb
+from tests.mp4bombs import BOMB_BASE, TABLES, make_bomb
 from videoproc.config import build_options
 from videoproc.errors import OptionsError, VideoError
 from videoproc.job import run_preprocess
@@ -125,9 +125,11 @@ def test_the_index_is_counted_before_it_is_read(clip_factory):
     with open(path, "rb") as f:
         runs = video_composition_offsets(f, file_size=os.path.getsize(path))
     assert runs is not None and runs.total == 20 and len(runs.counts) < 20  # run-length, as stored
-    with av.open(path) as container:
-        with pytest.raises(VideoError, match=r"the MP4's index lists 20 frames.*at most 19 frames"):
-            probe_from_index(container, runs, file_size=None, max_frames=19)
+    with (
+        av.open(path) as container,
+        pytest.raises(VideoError, match=r"the MP4's index lists 20 frames.*at most 19 frames"),
+    ):
+        probe_from_index(container, runs, file_size=None, max_frames=19)
     with av.open(path) as container:
         assert probe_from_index(container, runs, file_size=None, max_frames=20).num_frames == 20
 
@@ -140,7 +142,8 @@ def test_worker_memory_option():
     assert default.worker_memory_limit(threads=2) == default_worker_memory(2**30, threads=2) == 2**31 + 2**32 + 2**28
     off = PreprocessOptions(manifest="m", output="o", run=RunOptions(worker_memory=0))
     assert off.worker_memory_limit(threads=1) is None
-    with pytest.raises(OptionsError, match=r"worker_memory must be 0 \(no ceiling\) or at least 536870912 bytes.*got 1000"):
+    with pytest.raises(OptionsError, match=r"worker_memory must be 0 \(no ceiling\) "
+                                           r"or at least 536870912 bytes.*got 1000"):
         RunOptions(worker_memory=1000)
     # It bounds resources like --timeout: a resume may change it.
     assert "worker_memory" not in str(options.result_fingerprint())
@@ -168,7 +171,8 @@ def _status_kib(field: str) -> int:
 def test_each_bomb_fails_in_a_worker_whose_memory_stays_under_its_ceiling(bombs, clip_factory):
     paths = {**bombs, "huge": clip_factory(HUGE_CODED_SIZE), "good": clip_factory(BOMB_BASE)}
     tasks = [VideoTask(row=k, id=name, uri=path) for k, (name, path) in enumerate(paths.items())]
-    kwargs = {"video": VideoOptions(num_frames=1, size=(32, 32), max_alloc=HUGE_MAX_ALLOC), "source": SourceOptions(), "threads": 1}
+    kwargs = {"video": VideoOptions(num_frames=1, size=(32, 32), max_alloc=HUGE_MAX_ALLOC), "source": SourceOptions(),
+              "threads": 1}
     config = WorkerConfig(job=measuring_job, kwargs=kwargs, memory_limit=WORKER_MEMORY)
     with WorkerPool(workers=1, config=config, timeout=60) as pool:
         results = {r.id: r for r in pool.run(tasks)}

@@ -67,7 +67,9 @@ def test_preprocess_writes_readable_rows(sample_run, sample_clips):
     rows = read_output(output)
     assert [r["id"] for r in rows] == ["testsrc", "rotated", "carphone", "inline", "hevc"]
     assert [r["caption"] for r in rows] == list("abcde")
-    assert sorted(os.listdir(os.path.join(output, "data"))) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert sorted(os.listdir(os.path.join(output, "data"))) == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"
+    ]
     for row in rows:
         assert row["status"] == "ok" and row["error"] is None and row["dtype"] == "uint8"
         assert frames_of(row).shape == (4, 24, 32, 3)

@@ -158,7 +158,7 @@ class FirstFrame(NamedTuple):
 UNTAGGED = (2, 0, 2, 2)  # every one "unspecified"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def first_frame(path: str) -> FirstFrame:
     with av.open(path) as container:
         f = next(container.decode(video=0))

@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -145,7 +146,7 @@ def failure_run(tmp_path_factory, clip_factory, sample_clips, http_server):
     good = [
         ("good-0", sample_clips["testsrc_h264_3s.mp4"]),
         ("good-1", os.path.join(REAL_DIR, "carphone_pristine.mp4")),
-        ("good-2", "data:video/mp4;base64," + base64.b64encode(open(sample_clips["vfr.mkv"], "rb").read()).decode()),
+        ("good-2", "data:video/mp4;base64," + base64.b64encode(Path(sample_clips["vfr.mkv"]).read_bytes()).decode()),
     ]
     output = os.path.join(folder, "out")
     bad = (_bad_inputs(folder, clip_factory) + _remote_inputs(http_server, closed_port)
@@ -208,7 +209,8 @@ def test_the_run_finishes_with_rows_failed(failure_run):
     summary = failure_run["summary"]
     assert failure_run["exit_code"] == 3
     assert summary["rows_ok"] == 4 and summary["rows_failed"] == KINDS
-    assert summary["shards_pending"] == 0 and summary["shards_committed"] == summary["shards_total"] == -(-(KINDS + 4) // 7)
+    assert (summary["shards_pending"] == 0
+            and summary["shards_committed"] == summary["shards_total"] == -(-(KINDS + 4) // 7))
 
 
 def test_path_like_ids_are_ids_and_only_empty_or_nul_ids_fail(tmp_path, sample_clips):

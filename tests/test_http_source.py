@@ -7,8 +7,8 @@ address, so a refusal that came too late (after connecting) is caught, not just 
 
 from __future__ import annotations
 
-import ipaddress
 import io
+import ipaddress
 import os
 import random
 import re
@@ -219,7 +219,8 @@ def test_private_urls_are_failed_rows_without_a_connection(url, reason, dialled)
 def test_host_name_resolving_inside_is_refused(fake_dns, dialled):
     answers, _, _ = fake_dns
     answers["metadata.test"] = ["169.254.169.254"]
-    with pytest.raises(SourceError, match=r"refused http://metadata.test/x: metadata.test \(169.254.169.254\) is a link-local address"):
+    with pytest.raises(SourceError, match=r"refused http://metadata.test/x: "
+                                          r"metadata.test \(169.254.169.254\) is a link-local address"):
         read_all("http://metadata.test/x", SourceOptions())
     assert dialled == []
 
@@ -292,7 +293,8 @@ def test_https_sends_sni_and_checks_the_certificate_for_the_host_name(tmp_path, 
     answers["videos.test"] = ["127.0.0.1"]
     with HttpTestServer(clips, tls=tls) as srv:
         url = srv.url("host", host="videos.test")
-        with pytest.raises(SourceError, match=r"TLS certificate of https://videos.test:\d+/host is not valid .*not retried"):
+        with pytest.raises(SourceError, match=r"TLS certificate of https://videos.test:\d+/host "
+                                              r"is not valid .*not retried"):
             read_all(url, trusted(srv))
         assert srv.requests == []
         monkeypatch.setattr(http_source, "_ssl_context", lambda: ssl.create_default_context(cadata=cert_pem))
@@ -526,7 +528,8 @@ def test_preprocess_run_finishes_with_a_failed_row_per_bad_url(server, tmp_path)
     run_preprocess(options)
     rows = pq.read_table(tmp_path / "out" / "data").to_pylist()
     errors = {r["id"]: r["error"] for r in rows}
-    assert {r["id"]: r["status"] for r in rows} == {"good": "ok", "missing": "failed", "loop": "failed", "metadata": "failed"}
+    assert {r["id"]: r["status"] for r in rows} == {"good": "ok", "missing": "failed", "loop": "failed",
+                                                    "metadata": "failed"}
     assert errors["missing"].startswith("HTTP 404 for")
     assert "more than 5 redirects" in errors["loop"]
     assert "host '169.254.169.254'" in errors["metadata"] and "not in --allowed-domains" in errors["metadata"]

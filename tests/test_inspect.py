@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -109,7 +110,7 @@ def test_the_html_report_is_self_contained(real_run, tmp_path):
     inspection = inspect_output(real_run)
     path = str(tmp_path / "report.html")
     write_html(inspection, path)
-    page = open(path, encoding="utf-8").read()
+    page = Path(path).read_text(encoding="utf-8")
     parser = _Links()
     parser.feed(page)
     assert "script" not in parser.tags and "link" not in parser.tags
@@ -117,7 +118,7 @@ def test_the_html_report_is_self_contained(real_run, tmp_path):
     png = base64.b64decode(parser.links[0].split(",", 1)[1])
     assert png == sheet_png(inspection)[1]
     assert Image.open(io.BytesIO(png)).format == "PNG"
-    run = json.load(open(os.path.join(real_run, "_videoproc", "run.json")))
+    run = json.loads(Path(real_run, "_videoproc", "run.json").read_text())
     assert '&quot;num_frames&quot;: 4' in page and run["options"]["output"] in page
     assert "<td>missing</td>" in page and "file not found" in page
     assert "<td>ok</td><td class=\"n\">7</td>" in page
@@ -128,7 +129,7 @@ def test_the_command_prints_the_table_and_writes_both_files(real_run, tmp_path):
     result = CliRunner().invoke(inspect_cmd, [real_run, "--sheet", sheet, "--html", report, "--sample", "2"])
     assert result.exit_code == 0, result.output
     assert "failed             1" in result.output and f"contact sheet: {sheet} (2 rows)" in result.output
-    assert open(sheet, "rb").read(8) == PNG_SIGNATURE and os.path.getsize(report) > 0
+    assert Path(sheet).read_bytes()[:8] == PNG_SIGNATURE and os.path.getsize(report) > 0
 
 
 def test_the_command_refuses_a_folder_that_is_no_output(tmp_path):
@@ -136,14 +137,17 @@ def test_the_command_refuses_a_folder_that_is_no_output(tmp_path):
     assert result.exit_code == 2
     assert "is neither a preprocess output (no _videoproc/run.json) nor a generation output" in result.output
     result = CliRunner().invoke(inspect_cmd, [str(tmp_path), "--storage-options", "[1]"])
-    assert result.exit_code == 2 and "--storage-options must be a JSON object like '{\"anon\": true}' (got '[1]')" in result.output
+    assert (result.exit_code == 2
+            and "--storage-options must be a JSON object like '{\"anon\": true}' (got '[1]')" in result.output)
 
 
 # Generation outputs: OUTPUT/videos/<id>.mp4, records, run.json.
 
 GENERATED = [
-    Clip(name="gen_a.mp4", args=("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=8:duration=1", "-pix_fmt", "yuv420p", "-c:v", "libx264")),
-    Clip(name="gen_b.mp4", args=("-f", "lavfi", "-i", "mandelbrot=size=64x48:rate=8", "-t", "1.5", "-pix_fmt", "yuv420p", "-c:v", "libx264")),
+    Clip(name="gen_a.mp4", args=("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=8:duration=1",
+                                 "-pix_fmt", "yuv420p", "-c:v", "libx264")),
+    Clip(name="gen_b.mp4", args=("-f", "lavfi", "-i", "mandelbrot=size=64x48:rate=8", "-t", "1.5",
+                                 "-pix_fmt", "yuv420p", "-c:v", "libx264")),
 ]
 
 
@@ -151,7 +155,7 @@ GENERATED = [
 def generation_output(tmp_path, clip_factory) -> str:
     out = tmp_path / "gen"
     (out / "videos").mkdir(parents=True)
-    for clip, key in zip(GENERATED, ("a", "b")):
+    for clip, key in zip(GENERATED, ("a", "b"), strict=True):
         shutil.copy(clip_factory(clip), out / "videos" / f"{key}.mp4")
     (out / "videos" / ".c.partial.mp4").write_bytes(b"not yet")
     pq.write_table(pa.table({
@@ -187,15 +191,15 @@ def test_generated_videos_get_poster_strips_of_their_decoded_frames(generation_o
     assert inspection.top_errors == {"engine ran out of memory": 1}
     assert [strip_id(s.label) for s in inspection.strips] == ["a", "b"]
     assert inspection.strips[0].label == "a  8 frames  a test card"
-    for strip, key in zip(inspection.strips, ("a", "b")):
+    for strip, key in zip(inspection.strips, ("a", "b"), strict=True):
         reference = ffmpeg_frames(os.path.join(generation_output, "videos", f"{key}.mp4"))
         assert len(strip.frames) == 4
-        for shown, index in zip(strip.frames, pick(len(reference), 4)):
+        for shown, index in zip(strip.frames, pick(len(reference), 4), strict=True):
             assert psnr(shown, reference[index]) > 30
     sheet = write_sheet(inspection, str(tmp_path / "gen.png"))
     assert len(sheet.placements) == 8
     table = format_table(inspection)
     assert "completed          2" in table and "videos: 2 MP4 files in videos/" in table
     write_html(inspection, str(tmp_path / "gen.html"))
-    page = open(tmp_path / "gen.html", encoding="utf-8").read()
+    page = (tmp_path / "gen.html").read_text(encoding="utf-8")
     assert "a bad one" in page and "&quot;engine&quot;: &quot;diffusers&quot;" in page

@@ -17,7 +17,8 @@ from videoproc.manifest import derived_id, read_manifest
 
 
 def _rows(n: int, start: int = 0) -> dict:
-    return {"id": [f"v{i}" for i in range(start, start + n)], "uri": [f"/videos/{i}.mp4" for i in range(start, start + n)]}
+    return {"id": [f"v{i}" for i in range(start, start + n)],
+            "uri": [f"/videos/{i}.mp4" for i in range(start, start + n)]}
 
 
 def test_single_file(tmp_path):
@@ -70,7 +71,8 @@ def test_uri_column_option(tmp_path):
 
 def test_missing_column_names_the_file_and_the_fix(tmp_path):
     path = write_manifest(str(tmp_path / "m.parquet"), {"video": ["a.mp4"], "caption": ["x"]})
-    with pytest.raises(ManifestError, match=rf"manifest {path} has no column 'uri' \(columns: video, caption\); add it or pass --uri-column NAME"):
+    with pytest.raises(ManifestError, match=rf"manifest {path} has no column 'uri' \(columns: video, caption\); "
+                                            r"add it or pass --uri-column NAME"):
         read_manifest(path)
     with pytest.raises(ManifestError, match=r"has no column 'path'"):
         read_manifest(path, uri_column="path")
@@ -78,7 +80,8 @@ def test_missing_column_names_the_file_and_the_fix(tmp_path):
 
 def test_duplicate_ids_are_refused(tmp_path):
     path = write_manifest(str(tmp_path / "m.parquet"), {"id": ["a", "b", "a", "c", "c"], "uri": list("12345")})
-    with pytest.raises(ManifestError, match=rf"manifest {path} has 2 duplicate id\(s\): 'a', 'c'; ids must be unique \(drop the id column"):
+    with pytest.raises(ManifestError, match=rf"manifest {path} has 2 duplicate id\(s\): 'a', 'c'; "
+                                            r"ids must be unique \(drop the id column"):
         read_manifest(path)
 
 
@@ -92,7 +95,8 @@ def test_duplicate_ids_across_files_are_refused(tmp_path):
 @pytest.mark.parametrize("column", ["status", "frames", "shape", "timestamps", "decode_errors"])
 def test_reserved_column_names_are_refused(tmp_path, column):
     path = write_manifest(str(tmp_path / "m.parquet"), {**_rows(1), column: ["x"]})
-    with pytest.raises(ManifestError, match=rf"manifest {path} has column\(s\) {column} that the output reserves for its own use; rename them"):
+    with pytest.raises(ManifestError, match=rf"manifest {path} has column\(s\) {column} that the output "
+                                            r"reserves for its own use; rename them"):
         read_manifest(path)
 
 
@@ -105,7 +109,8 @@ def test_unreadable_file_is_refused(tmp_path):
 
 def test_missing_manifest_is_refused(tmp_path):
     path = str(tmp_path / "nothing.parquet")
-    with pytest.raises(ManifestError, match=rf"manifest {path} matches no Parquet file; give a .parquet file, a folder of them, or a glob"):
+    with pytest.raises(ManifestError, match=rf"manifest {path} matches no Parquet file; "
+                                            r"give a .parquet file, a folder of them, or a glob"):
         read_manifest(path)
 
 
@@ -122,7 +127,8 @@ def test_uri_column_must_hold_strings(tmp_path):
 
 def test_empty_uris_are_refused_with_the_first_row(tmp_path):
     path = write_manifest(str(tmp_path / "m.parquet"), {"uri": ["a", None, "b", None]})
-    with pytest.raises(ManifestError, match=r"column 'uri' has 2 empty value\(s\), the first at row 1; every row needs one"):
+    with pytest.raises(ManifestError, match=r"column 'uri' has 2 empty value\(s\), the first at row 1; "
+                                            r"every row needs one"):
         read_manifest(path)
 
 

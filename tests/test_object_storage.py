@@ -73,7 +73,9 @@ def check_end_to_end(server: s3.S3Server, bucket: str, tmp_path) -> None:
     assert got.column("label").to_pylist() == list(range(len(CLIPS)))
     keys = filesystem(server).find(f"{bucket}/out")
     names = sorted(k.removeprefix(f"{bucket}/out/") for k in keys)
-    assert [n for n in names if n.startswith("data/")] == ["data/part-00000.parquet", "data/part-00001.parquet", "data/part-00002.parquet"]
+    assert [n for n in names if n.startswith("data/")] == [
+        "data/part-00000.parquet", "data/part-00001.parquet", "data/part-00002.parquet"
+    ]
     assert "_videoproc/summary.json" in names and not any(".tmp" in n for n in names)
     status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "videoproc"), "status", f"s3://{bucket}/out"],
                             env={**os.environ, **s3.env(server)}, capture_output=True, text=True)
@@ -122,7 +124,8 @@ def lock_manifest(tmp_path) -> str:
     return str(tmp_path / "m.parquet")
 
 
-def start_cli(manifest: str, output: str, *extra: str, server: s3.S3Server, delay: str | None = None) -> subprocess.Popen:
+def start_cli(manifest: str, output: str, *extra: str, server: s3.S3Server,
+              delay: str | None = None) -> subprocess.Popen:
     # With a delay, through tests.hooked_cli, which pauses after every shard flush.
     entry = ["tests.hooked_cli", "--write-delay", delay, "preprocess"] if delay else ["jobs.preprocess"]
     env = {**os.environ, **s3.env(server)}
@@ -169,7 +172,7 @@ def test_two_concurrent_runs_on_ceph_one_is_refused_and_the_output_is_exactly_on
     runs = [start_cli(manifest, f"s3://{bucket}/out", server=ceph_s3, delay="0.5") for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in runs]
     assert sorted(code for code, _, _ in results) == [0, 2], results
-    winner = next(p.pid for p, (code, _, _) in zip(runs, results) if code == 0)
+    winner = next(p.pid for p, (code, _, _) in zip(runs, results, strict=True) if code == 0)
     refused = next(err for code, _, err in results if code == 2)
     assert f"s3://{bucket}/out is locked by preprocess run pid {winner} on host" in refused
     assert "re-run with --break-lock (only if that run is really gone)" in refused
@@ -248,13 +251,14 @@ def check_lease_rules(server: s3.S3Server, bucket: str) -> None:
     s3.make_bucket(server, bucket)
     out = locate(f"s3://{bucket}/out", storage_options=s3.storage_options(server))
     with hold_output(out, stage="generate", lease_s=3) as first:
-        with pytest.raises(OutputLocked, match=r"locked by generate run pid \d+ on host .*lease expires in [0-9] s"):
-            with hold_output(out, stage="generate"):
-                pass
+        held = r"locked by generate run pid \d+ on host .*lease expires in [0-9] s"
+        with pytest.raises(OutputLocked, match=held), hold_output(out, stage="generate"):
+            pass
         log = io.StringIO()
         with hold_output(out, stage="generate", break_lock=True, log=log):
             time.sleep(1.5)  # past first's next renewal, which finds the object is not its own
-            with pytest.raises(LockLost, match=r"lost the lock on .*(it is now held by generate run|its lock object was deleted)"):
+            with pytest.raises(LockLost, match=r"lost the lock on .*"
+                                               r"(it is now held by generate run|its lock object was deleted)"):
                 first.check()
         assert "--break-lock: breaking the lock" in log.getvalue()
     assert not filesystem(server).exists(f"{bucket}/out/.videoproc.lock")

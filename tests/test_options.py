@@ -27,17 +27,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_fps_and_num_frames_together_are_refused():
-    with pytest.raises(OptionsError, match=r"^fps and num_frames cannot be specified at the same time \(got fps=2.0, num_frames=8\)"):
+    with pytest.raises(OptionsError, match=r"^fps and num_frames cannot be specified at the same time "
+                                           r"\(got fps=2.0, num_frames=8\)"):
         VideoOptions(fps=2.0, num_frames=8)
 
 
 def test_max_frames_and_num_frames_together_are_refused():
-    with pytest.raises(OptionsError, match=r"^max_frames and num_frames cannot be specified at the same time \(got max_frames=4, num_frames=8\)"):
+    with pytest.raises(OptionsError, match=r"^max_frames and num_frames cannot be specified at the same time "
+                                           r"\(got max_frames=4, num_frames=8\)"):
         VideoOptions(num_frames=8, max_frames=4)
 
 
 def test_max_frames_needs_fps():
-    with pytest.raises(OptionsError, match=r"max_frames caps fps sampling and needs fps \(got max_frames=4 without fps\); add --fps F"):
+    with pytest.raises(OptionsError, match=r"max_frames caps fps sampling and needs fps "
+                                           r"\(got max_frames=4 without fps\); add --fps F"):
         VideoOptions(max_frames=4)
 
 
@@ -59,10 +62,12 @@ def test_num_frames_defaults_to_16_only_without_fps():
         ({"fps": float("nan")}, r"fps must be a positive finite number \(got nan\)"),
         ({"fps": float("inf")}, r"fps must be a positive finite number \(got inf\)"),
         ({"fps": "2"}, r"fps must be a positive finite number \(got '2'\)"),
-        ({"fps": 1.0, "max_frames": 0}, r"max_frames must be a positive integer, 1 or more \(got 0\); e.g. --max-frames 64"),
+        ({"fps": 1.0, "max_frames": 0}, r"max_frames must be a positive integer, 1 or more \(got 0\); "
+                                        r"e.g. --max-frames 64"),
         ({"max_alloc": 0}, r"max_alloc must be a positive integer, 1 or more \(got 0\); e.g. --max-alloc 512MiB"),
         ({"size": (0, 224)}, rf"size width must be an integer from 1 to {MAX_SIDE} pixels \(got 0\)"),
-        ({"size": (224, MAX_SIDE + 1)}, rf"size height must be an integer from 1 to {MAX_SIDE} pixels \(got {MAX_SIDE + 1}\)"),
+        ({"size": (224, MAX_SIDE + 1)}, rf"size height must be an integer from 1 to {MAX_SIDE} pixels "
+                                        rf"\(got {MAX_SIDE + 1}\)"),
         ({"size": (224.0, 224)}, r"size width must be an integer from 1 to 16384 pixels \(got 224.0\)"),
         ({"resize_mode": "fit"}, r"resize_mode must be one of stretch, crop, pad \(got 'fit'\)"),
         ({"seek_mode": "fast"}, r"seek_mode must be one of exact, keyframe \(got 'fast'\)"),
@@ -118,7 +123,8 @@ def test_options_are_frozen_and_keyword_only():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("224x224", (224, 224)), ("640X360", (640, 360)), (" 32 x 16 ", (32, 16)), ("1×2", (1, 2)), ("original", None), ("Original", None)],
+    [("224x224", (224, 224)), ("640X360", (640, 360)), (" 32 x 16 ", (32, 16)), ("1×2", (1, 2)),
+     ("original", None), ("Original", None)],
 )
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
@@ -126,7 +132,8 @@ def test_parse_size(text, expected):
 
 @pytest.mark.parametrize("text", ["224", "224x", "x224", "-224x224", "224x224x3", "big", "", "22.5x10"])
 def test_parse_size_refuses_malformed_text(text):
-    with pytest.raises(OptionsError, match=rf"size must be WIDTHxHEIGHT in pixels or 'original' \(got {text!r}\); e.g. --size 224x224"):
+    with pytest.raises(OptionsError, match=rf"size must be WIDTHxHEIGHT in pixels or 'original' \(got {text!r}\); "
+                                           r"e.g. --size 224x224"):
         parse_size(text)
 
 
@@ -243,7 +250,8 @@ def test_max_frames_alone_drops_the_files_rate_and_says_to_add_fps(tmp_path):
 
 def test_job_file_with_an_unknown_key_is_refused(tmp_path):
     path = _job_file(tmp_path, 'output = "out"\nnum-frame = 8\nframerate = 2\n')
-    with pytest.raises(OptionsError, match=rf"job file {path} has unknown option\(s\) framerate, num_frame; known options: .*num_frames"):
+    with pytest.raises(OptionsError, match=rf"job file {path} has unknown option\(s\) framerate, num_frame; "
+                                           r"known options: .*num_frames"):
         load_config(path)
 
 
@@ -275,7 +283,8 @@ def test_output_is_required():
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("{not json", r"--storage-options must be a JSON object \(got '\{not json': Expecting"), ("[1, 2]", r"--storage-options must be a JSON object like")],
+    [("{not json", r"--storage-options must be a JSON object \(got '\{not json': Expecting"),
+     ("[1, 2]", r"--storage-options must be a JSON object like")],
 )
 def test_storage_options_must_be_a_json_object(value, message):
     with pytest.raises(OptionsError, match=message):

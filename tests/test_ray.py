@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,7 +99,8 @@ def local_reference(sample_manifest, tmp_path_factory):
     return output, report
 
 
-def test_cluster_output_is_byte_identical_to_local(ray_cluster, sample_manifest, local_reference, tmp_path, monkeypatch):
+def test_cluster_output_is_byte_identical_to_local(ray_cluster, sample_manifest, local_reference, tmp_path,
+                                                   monkeypatch):
     local_out, local_report = local_reference
     output = str(tmp_path / "ray")
     monkeypatch.chdir(ROOT)
@@ -113,7 +115,8 @@ def test_cluster_output_is_byte_identical_to_local(ray_cluster, sample_manifest,
 
 
 @pytest.mark.slow
-def test_node_lost_mid_run_still_gives_every_row_once(ray_cluster, sample_manifest, local_reference, tmp_path, monkeypatch):
+def test_node_lost_mid_run_still_gives_every_row_once(ray_cluster, sample_manifest, local_reference, tmp_path,
+                                                      monkeypatch):
     """SIGKILL the worker node while it decodes a shard: Ray re-runs that task on the head, the
     retried attempt rewrites the same file, and the output is exactly the local executor's rows."""
     local_out, local_report = local_reference
@@ -139,7 +142,8 @@ def test_node_lost_mid_run_still_gives_every_row_once(ray_cluster, sample_manife
 
 
 @pytest.mark.slow
-def test_shard_lost_for_good_is_finished_by_a_rerun(ray_cluster, sample_manifest, local_reference, tmp_path, monkeypatch):
+def test_shard_lost_for_good_is_finished_by_a_rerun(ray_cluster, sample_manifest, local_reference, tmp_path,
+                                                    monkeypatch):
     """With no retries left, the shard of the killed node stays uncommitted (exit 4, the error
     names the shard), and a plain re-run finishes the output with the local executor's rows."""
     import videoproc.executor_ray
@@ -225,11 +229,11 @@ def test_retry_failed_matches_local(ray_cluster, late_manifest, sample_clips, tm
     assert run_preprocess(_options(manifest, first, shard_size=2)).exit_code == EXIT_ROWS_FAILED
     shutil.copy(sample_clips["testsrc_h264_3s.mp4"], late)
     outputs = {}
-    for executor in ("local", "ray"):
-        outputs[executor] = str(tmp_path / executor)
-        shutil.copytree(first, outputs[executor])
-        extra = _on_ray(ray_cluster) if executor == "ray" else {}
-        report = run_preprocess(_options(manifest, outputs[executor], shard_size=2, retry_failed=True, **extra))
+    for kind in ("local", "ray"):
+        outputs[kind] = str(tmp_path / kind)
+        shutil.copytree(first, outputs[kind])
+        extra = _on_ray(ray_cluster) if kind == "ray" else {}
+        report = run_preprocess(_options(manifest, outputs[kind], shard_size=2, retry_failed=True, **extra))
         assert report.exit_code == EXIT_OK
         assert report.summary["rows_recovered"] == 1
     assert _shard_files(outputs["ray"]) == _shard_files(outputs["local"])
@@ -257,7 +261,8 @@ def test_crashing_and_hanging_videos_fail_only_their_rows(ray_cluster, sample_cl
     video in a child process); the driver ships the test fault hook (tests.hooks) to the tasks."""
     monkeypatch.setattr(executor, "VIDEO_JOB", faulting_job)
     good = sample_clips["vfr.mkv"]
-    uris = [good, str(tmp_path / "fault-segfault.mp4"), sample_clips["rotated_90.mp4"], str(tmp_path / "fault-hang.mp4"), good]
+    uris = [good, str(tmp_path / "fault-segfault.mp4"), sample_clips["rotated_90.mp4"],
+            str(tmp_path / "fault-hang.mp4"), good]
     manifest = _write_manifest(str(tmp_path / "faults.parquet"), uris)
     output = str(tmp_path / "out")
     report = run_preprocess(_options(manifest, output, shard_size=5, timeout=3, **_on_ray(ray_cluster)))
@@ -300,7 +305,7 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
     outcomes = []
     for _ in range(2):
         outcome, statuses = run_shard(work, schema=schema, final_url=final, options=options, folder=str(tmp_path))
-        outcomes.append((outcome, open(final, "rb").read()))
+        outcomes.append((outcome, Path(final).read_bytes()))
         assert statuses == [(0, "ok", None), (1, "ok", None)]
     assert outcomes[0][1] == outcomes[1][1]
     strip = lambda stats: {k: v for k, v in stats.items() if k not in RUN_KEYS}  # noqa: E731
@@ -321,6 +326,7 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
 def test_unreachable_address_fails_fast_with_the_fix():
     from videoproc.executor_ray import _check_reachable
 
-    expected = r"cannot reach the Ray cluster at 127\.0\.0\.1:1: .*--ray-address must be auto or the head node's HOST:PORT"
+    expected = (r"cannot reach the Ray cluster at 127\.0\.0\.1:1: "
+                r".*--ray-address must be auto or the head node's HOST:PORT")
     with pytest.raises(OptionsError, match=expected):
         _check_reachable("127.0.0.1:1")

@@ -21,6 +21,7 @@ from tests.servers import s3
 from videoproc.read import FrameDataset, ReadError, iter_rows, list_units
 from videoproc.write import FORMAT_VERSION, METADATA_KEY
 
+
 def ok_ids(output: str) -> set[str]:
     return set(stored_rows(output))
 
@@ -115,7 +116,9 @@ def test_only_committed_shards_are_read(real_run, tmp_path):
     os.remove(os.path.join(copy, "_videoproc", "shards", "part-00001.json"))
     with pytest.warns(UserWarning, match=r"1 of 3 shards are not committed yet and are skipped; re-run"):
         ids = [row["id"] for row in FrameDataset(copy)]
-    kept = {r["id"] for s in (0, 2) for r in pq.read_table(os.path.join(copy, "data", f"part-0000{s}.parquet")).to_pylist() if r["status"] == "ok"}
+    kept = {r["id"] for s in (0, 2)
+            for r in pq.read_table(os.path.join(copy, "data", f"part-0000{s}.parquet")).to_pylist()
+            if r["status"] == "ok"}
     assert sorted(ids) == sorted(kept) and len(ids) == 5
 
 
@@ -129,10 +132,12 @@ def test_another_format_version_is_refused(real_run, tmp_path):
     shutil.copytree(real_run, copy)
     shard = os.path.join(copy, "data", "part-00002.parquet")
     _rewrite_metadata(shard, {METADATA_KEY: json.dumps({"format_version": "99"}).encode()})
-    with pytest.raises(ReadError, match=rf"part-00002.parquet has format version 99, but this reader reads format version {FORMAT_VERSION}; read it with"):
+    with pytest.raises(ReadError, match=r"part-00002.parquet has format version 99, "
+                                        rf"but this reader reads format version {FORMAT_VERSION}; read it with"):
         FrameDataset(copy)
     _rewrite_metadata(shard, {})
-    with pytest.raises(ReadError, match=r"has no 'videoproc' key in its Parquet metadata, so it is not a videoproc shard"):
+    with pytest.raises(ReadError, match=r"has no 'videoproc' key in its Parquet metadata, "
+                                        r"so it is not a videoproc shard"):
         list(iter_rows(copy))
 
 
@@ -142,7 +147,8 @@ def test_the_stored_metadata_key_names_the_format_version(real_run):
 
 
 def test_a_folder_without_a_run_is_refused(tmp_path):
-    with pytest.raises(ReadError, match=r"no videoproc run found at .* \(no _videoproc/run.json\); pass the OUTPUT folder"):
+    with pytest.raises(ReadError, match=r"no videoproc run found at .* \(no _videoproc/run.json\); "
+                                        r"pass the OUTPUT folder"):
         FrameDataset(str(tmp_path))
     with pytest.raises(ReadError, match=r"no outputs given"):
         list(iter_rows([]))

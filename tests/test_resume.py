@@ -74,7 +74,8 @@ def read_rows(output) -> pa.Table:
 
 def cli(*args, write_delay: float | None = None, **kwargs) -> subprocess.Popen:
     """The job in a new process group; write_delay: seconds each shard write pauses (tests.hooks)."""
-    command = ["tests.hooked_cli", "--write-delay", str(write_delay), "preprocess"] if write_delay else ["jobs.preprocess"]
+    command = (["tests.hooked_cli", "--write-delay", str(write_delay), "preprocess"] if write_delay
+               else ["jobs.preprocess"])
     return subprocess.Popen(
         [sys.executable, "-m", *command, *args], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kwargs,
@@ -122,7 +123,7 @@ def test_kill_9_at_random_moments_then_resume_gives_exactly_once(tmp_path, clip_
     assert sorted(os.listdir(output / "data")) == [f"part-{i:05d}.parquet" for i in range(16)]
     resumed, expected = read_rows(output), read_rows(reference)
     assert resumed.num_rows == 64 and len(set(resumed.column("id").to_pylist())) == 64
-    pairs = zip(resumed.to_pylist(), expected.to_pylist())
+    pairs = zip(resumed.to_pylist(), expected.to_pylist(), strict=True)
     differ = [row["id"] for row, ref in pairs if row["frames"] != ref["frames"]]
     assert not differ, f"rows whose frames differ from the one-worker run: {differ}"
     assert resumed.column("frame_indices").equals(expected.column("frame_indices"))

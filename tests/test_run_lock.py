@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,11 +65,11 @@ def assert_exactly_once(output, rows: int = ROWS) -> None:
     assert names == [f"part-{i:05d}.parquet" for i in range(rows // 2)], names
     ids = pq.read_table(os.path.join(output, "data")).column("id").to_pylist()
     assert sorted(ids) == [f"v{i:03d}" for i in range(rows)]
-    run_id = json.loads(open(os.path.join(output, "_videoproc", "run.json")).read())["run_id"]
+    run_id = json.loads(Path(output, "_videoproc", "run.json").read_text())["run_id"]
     markers = os.listdir(os.path.join(output, "_videoproc", "shards"))
     assert len(markers) == rows // 2
     for name in markers:
-        assert json.loads(open(os.path.join(output, "_videoproc", "shards", name)).read())["run_id"] == run_id
+        assert json.loads(Path(output, "_videoproc", "shards", name).read_text())["run_id"] == run_id
 
 
 def wait_for(predicate, *, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -96,7 +97,7 @@ def test_two_concurrent_runs_one_is_refused_at_once_and_the_output_is_exactly_on
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 2], results
     refused = next(err for code, _, err in results if code == 2)
-    holder = next(p.pid for p, (code, _, _) in zip(runs, results) if code == 0)
+    holder = next(p.pid for p, (code, _, _) in zip(runs, results, strict=True) if code == 0)
     assert f"is locked by preprocess run pid {holder} on host " in refused
     assert "Wait for it to finish or use another --output" in refused
     assert_exactly_once(out)
@@ -147,10 +148,10 @@ def test_a_left_over_lock_file_without_a_live_holder_is_taken(tmp_path, content)
 def test_a_second_holder_in_the_same_process_is_refused_with_the_holder_named(tmp_path):
     out = locate(str(tmp_path / "out"))
     with hold_output(out, stage="preprocess") as lease:
-        with pytest.raises(OutputLocked, match=rf"output {out.url} is locked by preprocess run pid {os.getpid()} "
-                                               rf"on host .* started {lease.holder['since']}.*stop that process"):
-            with hold_output(out, stage="generate", break_lock=True):
-                pass
+        held = (rf"output {out.url} is locked by preprocess run pid {os.getpid()} "
+                rf"on host .* started {lease.holder['since']}.*stop that process")
+        with pytest.raises(OutputLocked, match=held), hold_output(out, stage="generate", break_lock=True):
+            pass
         lease.check()
 
 

@@ -63,10 +63,13 @@ def test_parse_uri_accepts(uri, scheme, path):
 @pytest.mark.parametrize(
     "uri, message",
     [
-        ("s3:x/outside.mp4", r"URI 's3:x/outside.mp4' has the scheme 's3' but no '//' after it, so it is neither a URL nor a plain path; write s3://HOST/PATH for a URL, or ./s3:x/outside.mp4 for a local file"),
+        ("s3:x/outside.mp4", r"URI 's3:x/outside.mp4' has the scheme 's3' but no '//' after it, "
+                             r"so it is neither a URL nor a plain path; "
+                             r"write s3://HOST/PATH for a URL, or ./s3:x/outside.mp4 for a local file"),
         ("file:/etc/passwd", r"has the scheme 'file' but no '//' after it.*write file:///PATH for a URL"),
         ("https:evil.example/x", r"has the scheme 'https' but no '//'"),
-        ("s3://b/k::http://127.0.0.1/x", r"contains '::', which chains a second protocol \(fsspec URL chaining\).*give one plain URL"),
+        ("s3://b/k::http://127.0.0.1/x", r"contains '::', which chains a second protocol \(fsspec URL chaining\)"
+                                         r".*give one plain URL"),
         ("http://[::1]/a::b", r"contains '::'"),
         ("local::s3://b/k", r"contains '::'"),
         ("ftp://host/a.mp4", r"URI scheme 'ftp' is not supported .*object store: .*s3://"),
@@ -238,7 +241,8 @@ def test_allow_private_hosts(url, entries, ok):
     [
         ("not a host", r"allow_private_hosts entry 'not a host' is not a CIDR \(10.0.0.0/8\), an address"),
         ("10.0.0.0/8:80", r"allow_private_hosts entry '10.0.0.0/8:80' is not a CIDR"),
-        ("10.0.0.1:99999", r"allow_private_hosts entry '10.0.0.1:99999' has port '99999'; a port is a number from 1 to 65535"),
+        ("10.0.0.1:99999", r"allow_private_hosts entry '10.0.0.1:99999' has port '99999'; "
+                           r"a port is a number from 1 to 65535"),
     ],
 )
 def test_bad_private_host_entries_are_refused_at_start(entry, message):
@@ -252,7 +256,8 @@ def test_bad_private_host_entries_are_refused_at_start(entry, message):
 def _check(uri: str, **options) -> str | None:
     try:
         parsed = parse_uri(uri)
-        check_location(parsed, real_path=parsed.path and os.path.realpath(parsed.path), options=SourceOptions(**options))
+        check_location(parsed, real_path=parsed.path and os.path.realpath(parsed.path),
+                       options=SourceOptions(**options))
     except SourceError as exc:
         return str(exc)
     return None
@@ -330,5 +335,6 @@ def test_build_options_passes_the_output_and_lists(tmp_path):
     assert options.source.own_output == str(tmp_path / "out")
     assert options.source.allowed_prefixes == ("s3://b/in", "/data/videos")
     assert options.source.allow_private_hosts == ("10.0.0.5:8080",)
-    with pytest.raises(OptionsError, match=r"allowed_prefixes entry 'ftp://x/y' is not usable: URI scheme 'ftp' is not supported"):
+    with pytest.raises(OptionsError, match=r"allowed_prefixes entry 'ftp://x/y' is not usable: "
+                                           r"URI scheme 'ftp' is not supported"):
         build_options(manifest="m.parquet", values={"output": "out", "allowed_prefixes": "ftp://x/y"})

@@ -33,28 +33,40 @@ def main() -> None:
 @main.command()
 @click.argument("manifest")
 @click.option("--output", "-o", help="Output folder: local path or fsspec URL (s3://bucket/prefix). Required.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML job file with the same options; flags override it, and a sampling flag replaces its num-frames, fps and max-frames.")
-@click.option("--num-frames", type=int, help="Frames spread uniformly over each video (default 16 when --fps is not set).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML job file with the same options; flags override it, and a sampling flag replaces its "
+                   "num-frames, fps and max-frames.")
+@click.option("--num-frames", type=int,
+              help="Frames spread uniformly over each video (default 16 when --fps is not set).")
 @click.option("--fps", type=float, help="Sample this many frames per second of video instead.")
 @click.option("--max-frames", type=int, help="With --fps: keep at most this many, spread uniformly.")
 @click.option("--size", help="Output WIDTHxHEIGHT in pixels, or 'original' (default 224x224).")
 @click.option("--resize-mode", type=click.Choice(["stretch", "crop", "pad"]), help="stretch (default), crop or pad.")
-@click.option("--no-autorotate", is_flag=True, default=None, help="Keep the coded orientation (ignore display rotation).")
+@click.option("--no-autorotate", is_flag=True, default=None,
+              help="Keep the coded orientation (ignore display rotation).")
 @click.option("--strict", is_flag=True, default=None, help="Fail a row on any decode error instead of concealing it.")
-@click.option("--seek-mode", type=click.Choice(["exact", "keyframe"]), help="exact (default) or keyframe: nearest keyframes, approximate, ~20x faster.")
+@click.option("--seek-mode", type=click.Choice(["exact", "keyframe"]),
+              help="exact (default) or keyframe: nearest keyframes, approximate, ~20x faster.")
 @click.option("--max-alloc", help="Bytes one row may allocate, e.g. 512MiB (default).")
 @click.option("--workers", type=int, help="Worker processes of the local executor (default: CPU count).")
 @click.option("--shard-size", type=int, help="Manifest rows per output shard (default 1000).")
 @click.option("--timeout", type=float, help="Seconds per video before it fails (default 300).")
 @click.option("--decoder-threads", type=int, help="FFmpeg threads per decoder (default: cores / workers).")
-@click.option("--worker-memory", help="Address-space ceiling per worker process, e.g. 6GiB; 0 for none (default: 2GiB + 4 x --max-alloc + 128MiB per decoder thread).")
+@click.option("--worker-memory",
+              help="Address-space ceiling per worker process, e.g. 6GiB; 0 for none "
+                   "(default: 2GiB + 4 x --max-alloc + 128MiB per decoder thread).")
 @click.option("--uri-column", help="Manifest column holding the video URIs (default 'uri').")
 @click.option("--id-column", help="Manifest column holding row ids (default 'id'; derived from position when absent).")
 @click.option("--storage-options", help="JSON object passed to fsspec for manifest, videos and output.")
-@click.option("--allow-private-network", is_flag=True, default=None, help="Allow URLs that resolve to any private, loopback or link-local address.")
-@click.option("--allow-private-hosts", help="Comma-separated private hosts URLs may reach: CIDRs, addresses or host names, each with an optional :PORT.")
+@click.option("--allow-private-network", is_flag=True, default=None,
+              help="Allow URLs that resolve to any private, loopback or link-local address.")
+@click.option("--allow-private-hosts",
+              help="Comma-separated private hosts URLs may reach: CIDRs, addresses or host names, "
+                   "each with an optional :PORT.")
 @click.option("--allowed-domains", help="Comma-separated host names that http(s) URLs may use.")
-@click.option("--allowed-prefixes", help="Comma-separated URI prefixes (paths, s3://bucket/prefix, https://host/path) every row must lie under.")
+@click.option("--allowed-prefixes",
+              help="Comma-separated URI prefixes (paths, s3://bucket/prefix, https://host/path) "
+                   "every row must lie under.")
 @click.option("--local-root", help="Confine local paths in the manifest to this folder.")
 @click.option("--max-download-bytes", help="Cap on bytes fetched per http(s) video (default 4GiB).")
 @click.option("--max-data-uri-bytes", help="Cap on the decoded size of a data: URI (default 64MiB).")
@@ -68,7 +80,8 @@ def main() -> None:
 @click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]), help="Progress display (default auto).")
 @click.option("--overwrite", is_flag=True, default=None, help="Discard an existing output and start over.")
 @click.option("--retry-failed", is_flag=True, default=None, help="Redo only the failed rows of an existing output.")
-@click.option("--break-lock", is_flag=True, default=None, help="Take an object-storage output's lock from the run holding it (only if that run is gone).")
+@click.option("--break-lock", is_flag=True, default=None,
+              help="Take an object-storage output's lock from the run holding it (only if that run is gone).")
 @click.option("--lock-lease", type=float, help="Seconds an object-storage lock lasts without renewal (default 60).")
 def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
     """Sample, decode and resize frames of every video in MANIFEST into Parquet shards."""
@@ -101,7 +114,7 @@ def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(output: str, storage_options: str | None, as_json: bool) -> None:
     """Shards committed and pending, rows ok and failed, common errors, and the run's options."""
-    from videoproc.status import read_status, format_status
+    from videoproc.status import format_status, read_status
 
     info = read_status(output, storage_options=json.loads(storage_options) if storage_options else {})
     click.echo(json.dumps(info, indent=2, default=str) if as_json else format_status(info))

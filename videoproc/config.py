@@ -19,11 +19,12 @@ from videoproc.options import (
 )
 
 _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
-_SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries", "max_redirects", "cache_entries"}
+_SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries",
+                 "max_redirects", "cache_entries"}
 _SOURCE_LISTS = {"allowed_domains", "allow_private_hosts", "allowed_prefixes"}
 _SOURCE = _SOURCE_PLAIN | _SOURCE_LISTS | {"storage_options", "max_download_bytes", "max_data_uri_bytes"}
-_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite", "retry_failed", "worker_memory",
-        "break_lock", "lock_lease"}
+_RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite",
+        "retry_failed", "worker_memory", "break_lock", "lock_lease"}
 _TOP = {"output", "uri_column", "id_column"}
 KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
 

@@ -96,7 +96,7 @@ class FrameDecoder:
         if seek_mode == "exact":
             self._skipper.keep_only(self.probe.pts[t] for t in wanted)
         found = self._decode_keyframes(wanted) if seek_mode == "keyframe" else map(self._decode_exact, wanted)
-        for target, (index, frame) in zip(wanted, found):
+        for target, (index, frame) in zip(wanted, found, strict=True):
             # Converted and copied into place at once: the converter's frame goes back to FFmpeg's
             # buffer pool before the next one is made, so a clip's output costs one allocation.
             output.put(target, index, self._to_array(frame))
@@ -219,7 +219,7 @@ class FrameDecoder:
 
     def _decode_keyframes(self, wanted: list[int]) -> Iterator[tuple[int, Frame]]:
         """Approximate mode: the keyframe nearest each target, one seek and one frame each."""
-        for target, keyframe in zip(wanted, nearest_keyframes(wanted, self.probe.keyframes)):
+        for target, keyframe in zip(wanted, nearest_keyframes(wanted, self.probe.keyframes), strict=True):
             self._start_at(keyframe)
             first = next(((i, f) for i, f in self._forward() if i >= keyframe), None)
             yield first if first is not None else self._substitute(target)

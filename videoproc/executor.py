@@ -49,14 +49,16 @@ class LocalExecutor:
         starts = [w.shard.start for w in works]
         open_shards: dict[int, ShardAssembler] = {}
         tasks = (task for work in works for task in work.tasks)
-        with WorkerPool(workers=min(run.workers, max(1, sum(len(w.tasks) for w in works))), config=config, timeout=run.timeout) as pool:
+        with WorkerPool(workers=min(run.workers, max(1, sum(len(w.tasks) for w in works))), config=config,
+                        timeout=run.timeout) as pool:
             try:
                 for result in pool.run(tasks):
                     on_result(result)
                     k = bisect.bisect_right(starts, result.row) - 1
                     if k not in open_shards:
                         open_shards[k] = ShardAssembler(
-                            works[k], schema=schema, final=state.data_file(works[k].shard), write_retries=run.write_retries
+                            works[k], schema=schema, final=state.data_file(works[k].shard),
+                            write_retries=run.write_retries
                         )
                     assembler = open_shards[k]
                     assembler.add(result)

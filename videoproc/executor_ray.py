@@ -19,6 +19,7 @@ Rows are never appended anywhere, so there is nothing to duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -26,9 +27,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from videoproc import executor as local_executor
 from videoproc import storage
 from videoproc.errors import OptionsError
-from videoproc import executor as local_executor
 from videoproc.executor import OnResult
 from videoproc.options import PreprocessOptions
 from videoproc.pool import WorkerConfig, WorkerPool
@@ -86,7 +87,8 @@ def _worker_config(options: PreprocessOptions, folder: str, job: Callable[..., V
     kwargs = {"folder": folder, "job": job, "video": options.video, "source": options.source, "threads": threads}
     # The ceiling applies in the pool's child, the one process that decodes, never in the Ray
     # worker, which Ray reuses for other tasks.
-    return WorkerConfig(job=_process_in_folder, kwargs=kwargs, memory_limit=options.worker_memory_limit(threads=threads))
+    return WorkerConfig(job=_process_in_folder, kwargs=kwargs,
+                        memory_limit=options.worker_memory_limit(threads=threads))
 
 
 def _process_in_folder(task: VideoTask, *, folder: str, job: Callable[..., VideoResult], **kwargs: Any) -> VideoResult:
@@ -212,10 +214,8 @@ def _check_reachable(address: str | None) -> None:
 def _cancel(ray: Any, ref: Any) -> None:
     # An interrupted or failed run must not leave tasks decoding on the cluster; a task that just
     # finished cannot be cancelled, which is fine.
-    try:
+    with contextlib.suppress(Exception):
         ray.cancel(ref, force=True)
-    except Exception:
-        pass
 
 
 def _not_shared(state: RunState, work: ShardWork) -> str:

@@ -43,7 +43,8 @@ def sheet_png(inspection: Inspection, *, max_side: int = 128) -> tuple[Sheet, by
     return sheet, buffer.getvalue()
 
 
-def write_sheet(inspection: Inspection, path: str, *, max_side: int = 128, storage_options: dict | None = None) -> Sheet:
+def write_sheet(inspection: Inspection, path: str, *, max_side: int = 128,
+                storage_options: dict | None = None) -> Sheet:
     """Write the contact sheet PNG to `path` (local path or fsspec URL)."""
     sheet, png = sheet_png(inspection, max_side=max_side)
     storage.write_bytes_atomic(storage.locate(path, storage_options=storage_options), png)

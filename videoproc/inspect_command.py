@@ -19,7 +19,8 @@ EXIT_BAD_INPUT = 2
 @click.option("--html", "html_path", is_flag=False, flag_value="inspect.html", default=None,
               help="Also write a self-contained HTML report (default name inspect.html).")
 @click.option("--sample", type=int, default=8, show_default=True, help="Rows (or generated videos) shown on the sheet.")
-@click.option("--frames", "max_frames", type=int, default=8, show_default=True, help="Frames shown per row, spread evenly.")
+@click.option("--frames", "max_frames", type=int, default=8, show_default=True,
+              help="Frames shown per row, spread evenly.")
 @click.option("--max-side", type=int, default=128, show_default=True,
               help="Frames larger than this many pixels are subsampled by an integer step.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row sample.")

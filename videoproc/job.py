@@ -80,7 +80,8 @@ def _refuse_in_worker_bootstrap() -> None:
         )
 
 
-def _plan_work(manifest: Manifest, shards: tuple[Shard, ...], state: RunState, *, retry_failed: bool) -> list[ShardWork]:
+def _plan_work(manifest: Manifest, shards: tuple[Shard, ...], state: RunState,
+               *, retry_failed: bool) -> list[ShardWork]:
     committed = state.committed()
     works = []
     for shard in shards:
@@ -100,7 +101,8 @@ def _tasks(manifest: Manifest, positions: list[int]) -> tuple[VideoTask, ...]:
 def _fresh_work(manifest: Manifest, shard: Shard) -> ShardWork:
     positions = list(range(shard.start, shard.stop))
     rows = manifest.passthrough_rows(shard.start, shard.stop)
-    return ShardWork(shard=shard, tasks=_tasks(manifest, positions), passthrough=dict(zip(positions, rows)))
+    return ShardWork(shard=shard, tasks=_tasks(manifest, positions),
+                     passthrough=dict(zip(positions, rows, strict=True)))
 
 
 def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
@@ -109,9 +111,9 @@ def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
     with loc.fs.open(loc.path, "rb") as f:
         statuses = pq.read_table(f, columns=["status"]).column("status").to_pylist()
     positions = list(range(shard.start, shard.stop))
-    keep = frozenset(p for p, status in zip(positions, statuses) if status == "ok")
+    keep = frozenset(p for p, status in zip(positions, statuses, strict=True) if status == "ok")
     todo = [p for p in positions if p not in keep]
-    rows = dict(zip(positions, manifest.passthrough_rows(shard.start, shard.stop)))
+    rows = dict(zip(positions, manifest.passthrough_rows(shard.start, shard.stop), strict=True))
     return ShardWork(
         shard=shard, tasks=_tasks(manifest, todo), passthrough={p: rows[p] for p in todo}, keep=keep,
         retried=len(todo),
@@ -123,7 +125,8 @@ def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest,
     """Run the work, committing each shard as it lands; returns the storage errors met."""
     if not works:
         return []
-    progress = Progress(total=sum(len(w.tasks) for w in works), mode=options.run.progress, **({"stream": stream} if stream else {}))
+    progress = Progress(total=sum(len(w.tasks) for w in works), mode=options.run.progress,
+                        **({"stream": stream} if stream else {}))
 
     def on_result(result: VideoResult) -> None:
         progress.advance(ok=result.status == "ok", note=result.id)

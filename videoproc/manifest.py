@@ -118,7 +118,8 @@ def _normalise(table: pa.Table, *, files, url: str, uri_column: str, id_column: 
         )
     uris = _string_column(table, uri_column, url)
     derived = id_column not in names
-    ids = pa.array([derived_id(i) for i in range(table.num_rows)], pa.string()) if derived else _string_column(table, id_column, url)
+    ids = (pa.array([derived_id(i) for i in range(table.num_rows)], pa.string()) if derived
+           else _string_column(table, id_column, url))
     _check_unique(ids, url)
     rest = [n for n in names if n not in (uri_column, id_column)]
     _check_reserved(rest, url)

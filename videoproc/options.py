@@ -219,7 +219,8 @@ def parse_json_object(value: Any, *, name: str = "--storage-options") -> dict[st
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
-        raise OptionsError(f"{name} must be a JSON object (got {value!r}: {exc.msg}); e.g. '{{\"anon\": true}}'") from None
+        raise OptionsError(f"{name} must be a JSON object (got {value!r}: {exc.msg}); "
+                           f"e.g. '{{\"anon\": true}}'") from None
     if not isinstance(parsed, dict):
         raise OptionsError(f"{name} must be a JSON object like '{{\"anon\": true}}' (got {value!r})")
     return parsed

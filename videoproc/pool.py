@@ -79,7 +79,7 @@ class WorkerPool:
         self._ctx = mp.get_context("forkserver")
         self._workers: list[_Worker] = []
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         self._workers = [self._spawn() for _ in range(self.size)]
         return self
 

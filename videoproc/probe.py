@@ -165,6 +165,6 @@ def _duration(sorted_entries: list[tuple[int, bool, int]], time_base: Fraction) 
     first, last = sorted_entries[0][0], sorted_entries[-1][0]
     last_duration = sorted_entries[-1][2]
     if last_duration <= 0:
-        gaps = [b[0] - a[0] for a, b in zip(sorted_entries, sorted_entries[1:])]
+        gaps = [b[0] - a[0] for a, b in zip(sorted_entries, sorted_entries[1:], strict=False)]
         last_duration = statistics.median(gaps) if gaps else 0
     return float((last - first + last_duration) * time_base)

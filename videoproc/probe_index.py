@@ -39,7 +39,7 @@ def probe_from_index(
     # presentation timestamp before its decode timestamp.
     shift = max(0, -min(offsets))
     rows = []
-    for entry, offset in zip(entries, offsets):
+    for entry, offset in zip(entries, offsets, strict=True):
         if entry.is_discard:
             continue
         rows.append((entry.timestamp + offset + shift, bool(entry.is_keyframe), 0))

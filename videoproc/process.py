@@ -17,9 +17,9 @@ import av
 
 from videoproc.decode import DecodedFrames, FrameDecoder
 from videoproc.errors import VideoError
-from videoproc.options import SourceOptions, VideoOptions
 from videoproc.memory import FRAME_COST_BYTES, check_decoder_room, frame_budget, out_of_memory_message
 from videoproc.mp4index import OffsetRuns, is_iso_bmff, video_composition_offsets
+from videoproc.options import SourceOptions, VideoOptions
 from videoproc.packets import KEEP_PACKETS_BYTES
 from videoproc.probe import VideoProbe, probe_keeping_packets
 from videoproc.probe_index import TimelineMismatch, probe_from_index
@@ -123,7 +123,8 @@ def _timeline(
     return probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES, max_frames=limit)
 
 
-def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list[int], *, bytes_read: int) -> VideoResult:
+def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list[int],
+        *, bytes_read: int) -> VideoResult:
     stats = decoded.stats
     return VideoResult(
         row=task.row,

@@ -169,7 +169,7 @@ class FrameConverter:
         chain.append(graph.add("scale", f"{self.plan.scale_width}:{self.plan.scale_height}:flags=bilinear"))
         chain.append(graph.add("format", "rgb24"))
         chain.append(graph.add("buffersink"))
-        for upstream, downstream in zip([source, *chain], chain):
+        for upstream, downstream in zip([source, *chain], chain, strict=False):
             upstream.link_to(downstream)
         graph.configure()
         return graph

@@ -23,7 +23,8 @@ def format_status(info: dict[str, Any]) -> str:
     if not info["exists"]:
         return f"no videoproc run found at {info['output']} (no _videoproc/run.json)"
     video = info["options"]["video"]
-    sampling = f"num_frames={video['num_frames']}" if video["num_frames"] else f"fps={video['fps']}, max_frames={video['max_frames']}"
+    sampling = (f"num_frames={video['num_frames']}" if video["num_frames"]
+                else f"fps={video['fps']}, max_frames={video['max_frames']}")
     size = "x".join(map(str, video["size"])) if video["size"] else "original"
     lines = [
         format_summary(info["summary"]),

@@ -8,6 +8,7 @@ half-made state to readers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -37,7 +38,7 @@ class Location:
     def is_local(self) -> bool:
         return isinstance(self.fs, LocalFileSystem)
 
-    def child(self, *parts: str) -> "Location":
+    def child(self, *parts: str) -> Location:
         path = posixpath.join(self.path, *parts)
         url = self.url.rstrip("/") + "/" + "/".join(parts)
         return Location(fs=self.fs, path=path, url=url)
@@ -101,10 +102,8 @@ def list_names(loc: Location) -> list[str]:
 
 
 def remove(loc: Location) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         loc.fs.rm(loc.path, recursive=True)
-    except FileNotFoundError:
-        pass
 
 
 def temp_name(final_name: str) -> str:

@@ -24,7 +24,7 @@ class Clip:
 
     name: str
     args: tuple[str, ...]
-    base: "Clip | None" = None  # made first; "{base}" in args stands for its path
+    base: Clip | None = None  # made first; "{base}" in args stands for its path
 
     def command(self, path: str, base_path: str = "") -> list[str]:
         args = [a.replace("{base}", base_path) for a in self.args]

@@ -8,6 +8,7 @@ and a min/max statistic of a 2 MB value would bloat every footer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -53,9 +54,9 @@ _SOURCE_NAMES = ["source_width", "source_height", "source_fps", "source_duration
 def output_schema(passthrough: pa.Schema) -> pa.Schema:
     """The shard schema: the fixed columns, then the manifest's other columns unchanged."""
     layout = (
-        '{"format_version": "%s", "frames": "raw C-order uint8 bytes of an array of shape `shape` '
+        f'{{"format_version": "{FORMAT_VERSION}", "frames": "raw C-order uint8 bytes of an array of shape `shape` '
         '(T, H, W, 3), RGB", "frame_indices": "presentation-order index per frame", '
-        '"timestamps": "seconds per frame"}' % FORMAT_VERSION
+        '"timestamps": "seconds per frame"}'
     )
     fields = BASE_FIELDS + [passthrough.field(name) for name in passthrough.names]
     return pa.schema(fields, metadata={METADATA_KEY: layout.encode()})
@@ -122,10 +123,8 @@ class ShardWriter:
         self.seconds += time.monotonic() - started
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already closed, or the disk is the problem; the temp file goes anyway
             self._writer.close()
-        except Exception:  # already closed, or the disk is the problem; the temp file goes anyway
-            pass
         if os.path.exists(self._tmp_path):
             os.unlink(self._tmp_path)
 

@@ -51,11 +51,10 @@ def test_lock_is_taken_and_released(tmp_path):
 
 def test_second_runner_is_refused_naming_the_holder(tmp_path):
     out = locate(str(tmp_path / "out"))
-    with output_lock(out):
-        with pytest.raises(OutputLocked, match=rf"output {out.url} is locked by generate run pid {os.getpid()} on "
-                                               r"host .* started .*Wait for it to finish or use another --output"):
-            with output_lock(out):
-                pass
+    held = (rf"output {out.url} is locked by generate run pid {os.getpid()} on "
+            r"host .* started .*Wait for it to finish or use another --output")
+    with output_lock(out), pytest.raises(OutputLocked, match=held), output_lock(out):
+        pass
     assert not (tmp_path / "out" / LOCK_NAME).exists()
 
 
@@ -86,7 +85,7 @@ def test_two_concurrent_generate_runs_one_is_refused_each_request_once(tmp_path)
     runs = [start(queue, str(out)) for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in runs]
     assert sorted(code for code, _, _ in results) == [0, 2], results
-    winner = next(p.pid for p, (code, _, _) in zip(runs, results) if code == 0)
+    winner = next(p.pid for p, (code, _, _) in zip(runs, results, strict=True) if code == 0)
     assert f"locked by generate run pid {winner}" in next(err for code, _, err in results if code == 2)
     records = read_records(out)
     assert sorted(r["id"] for r in records) == [r["id"] for r in ROWS]

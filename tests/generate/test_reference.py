@@ -45,12 +45,15 @@ def test_missing_file(tmp_path):
 
 def test_not_an_image(tmp_path):
     (tmp_path / "x.png").write_text("hello")
-    with pytest.raises(RequestError, match=r"is not a readable image \(no PNG, JPEG or WebP image found in its 5 bytes\); point it at a PNG, JPEG or WebP file"):
+    with pytest.raises(RequestError, match=r"is not a readable image "
+                                           r"\(no PNG, JPEG or WebP image found in its 5 bytes\); "
+                                           r"point it at a PNG, JPEG or WebP file"):
         load_reference(str(tmp_path / "x.png"))
 
 
 def test_unsupported_scheme():
-    with pytest.raises(RequestError, match=r"URI scheme 'ftp' is not supported .* use a local path, file:///PATH, data:, http\(s\)://"):
+    with pytest.raises(RequestError, match=r"URI scheme 'ftp' is not supported .* "
+                                           r"use a local path, file:///PATH, data:, http\(s\)://"):
         load_reference("ftp://example.com/a.png")
 
 
@@ -75,7 +78,8 @@ def no_dialling_out(monkeypatch):
 
 
 def test_dev_zero_is_refused():
-    with pytest.raises(RequestError, match=r"'/dev/zero': /dev/zero is a character device, not a regular file; only regular files are read"):
+    with pytest.raises(RequestError, match=r"'/dev/zero': /dev/zero is a character device, not a regular file; "
+                                           r"only regular files are read"):
         load_reference("/dev/zero")
 
 
@@ -90,7 +94,8 @@ def test_fifo_is_refused_without_hanging(tmp_path):
 def test_outside_local_root_is_refused(tmp_path, reference_png):
     root = tmp_path / "root"
     root.mkdir()
-    with pytest.raises(RequestError, match=r"resolves to .*reference\.png, outside --local-root .*root; local paths must stay inside"):
+    with pytest.raises(RequestError, match=r"resolves to .*reference\.png, outside --local-root .*root; "
+                                           r"local paths must stay inside"):
         load_reference(reference_png, options=rules(local_root=str(root)))
     os.symlink(reference_png, root / "link.png")
     with pytest.raises(RequestError, match=r"outside --local-root"):
@@ -106,13 +111,15 @@ def test_inside_local_root_is_read(tmp_path, reference_png):
 
 def test_too_large_file_is_refused(reference_png):
     size = os.path.getsize(reference_png)
-    with pytest.raises(RequestError, match=rf"is {size} bytes or more, over the max_reference_bytes cap of 100; .*--max-reference-bytes"):
+    with pytest.raises(RequestError, match=rf"is {size} bytes or more, over the max_reference_bytes cap of 100; "
+                                           r".*--max-reference-bytes"):
         load_reference(reference_png, options=rules(max_bytes=100))
 
 
 def test_too_large_data_uri_is_refused_naming_this_stages_cap(reference_png):
     payload = base64.b64encode(pathlib.Path(reference_png).read_bytes()).decode()
-    with pytest.raises(RequestError, match=r"over the max_reference_bytes cap of 100; use a smaller image or raise --max-reference-bytes"):
+    with pytest.raises(RequestError, match=r"over the max_reference_bytes cap of 100; "
+                                           r"use a smaller image or raise --max-reference-bytes"):
         load_reference(f"data:image/png;base64,{payload}", options=rules(max_bytes=100))
 
 
@@ -153,7 +160,8 @@ def test_the_runs_own_output_is_refused(tmp_path, reference_png):
     (output / "videos").mkdir(parents=True)
     shutil.copy(reference_png, output / "videos" / "x.png")
     options = ReferenceRules().source(output=str(output), storage_options={})
-    with pytest.raises(RequestError, match=r"is inside this run's own output \(.*out\); a run never reads its own output"):
+    with pytest.raises(RequestError, match=r"is inside this run's own output \(.*out\); "
+                                           r"a run never reads its own output"):
         load_reference(str(output / "videos" / "x.png"), options=options)
 
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from decimal import Decimal
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
+from gen_helpers import write_queue
 from videoproc.generate.models import TINY, WAN, ModelRef
 from videoproc.generate.options import Limits
 from videoproc.generate.requests import (
-    SEED_LIMIT, QueueError, Rejected, RequestError, is_safe_id, key_for_id, read_queue, record_key, request_id,
+    SEED_LIMIT,
+    QueueError,
+    Rejected,
+    RequestError,
+    is_safe_id,
+    key_for_id,
+    read_queue,
+    record_key,
+    request_id,
     resolve_request,
 )
-
-from gen_helpers import write_queue
 
 WAN_T2V = ModelRef(name="Wan2.1-T2V-1.3B", path="/models/wan-t2v", class_name="WanPipeline",
                    tasks=frozenset({"t2v"}), spec=WAN)
@@ -98,7 +105,8 @@ def test_derived_id_is_stable_and_follows_content():
 
 @pytest.mark.parametrize("size", ["832-480", "832x", "x480", "0x480", "832x0", "-832x480", "832x480x3", "big"])
 def test_size_must_be_wxh_with_positive_integers(size):
-    with pytest.raises(RequestError, match=rf"size '{size}' is not WxH with positive integers; write it like '832x480'"):
+    with pytest.raises(RequestError, match=rf"size '{size}' is not WxH with positive integers; "
+                                           r"write it like '832x480'"):
         resolve({"prompt": "p", "size": size})
 
 

@@ -167,7 +167,8 @@ def test_bad_model_folder_is_an_error_at_start(tmp_path):
 
 
 def test_importing_the_stage_does_not_import_torch():
-    code = "import sys, videoproc.generate, videoproc.generate.command; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    code = ("import sys, videoproc.generate, videoproc.generate.command; "
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert out.strip() == "[]"
 

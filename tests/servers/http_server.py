@@ -224,7 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _serve(self, name: str, data: bytes, *, ranges: bool = True, drop_half: bool = False, extra: dict[str, str] | None = None) -> None:
+    def _serve(self, name: str, data: bytes, *, ranges: bool = True, drop_half: bool = False,
+               extra: dict[str, str] | None = None) -> None:
         span = _parse_range(self.headers.get("Range"), len(data)) if ranges else None
         if span == "unsatisfiable":
             return self._answer(416, b"", {"Content-Range": f"bytes */{len(data)}"})
@@ -286,7 +287,7 @@ def self_signed_tls(host: str, folder: str) -> tuple[ssl.SSLContext, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -304,7 +305,8 @@ def self_signed_tls(host: str, folder: str) -> tuple[ssl.SSLContext, str]:
     with open(cert_path, "w") as f:
         f.write(cert_pem)
     with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     return context, cert_pem

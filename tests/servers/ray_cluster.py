@@ -23,6 +23,7 @@ under CI, where it fails instead. Import it into a test module to use it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -231,8 +232,8 @@ def _loopback_or_unset(hex_addr: str) -> bool:
 def _start_node(cluster: RayCluster, name: str, args: list[str]) -> RayNode:
     log = os.path.join(cluster.root, f"{name}.log")
     cmd = [
-        sys.executable, "-c", LAUNCHER, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-        f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats", *args,
+        sys.executable, "-c", LAUNCHER, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+        "--num-gpus=0", f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats", *args,
     ]
     with open(log, "wb") as out:
         # A new session keeps the node out of pytest's process group (Ctrl-C reaches the driver
@@ -255,7 +256,8 @@ def _wait_started(node: RayNode) -> None:
             raise RuntimeError(f"ray node {node.name} exited with code {node.process.returncode}:\n{text[-3000:]}")
         time.sleep(0.2)
     _stop_tree(node.process)
-    raise RuntimeError(f"ray node {node.name} did not start within {NODE_START_TIMEOUT_S} s:\n{_read(node.log)[-3000:]}")
+    raise RuntimeError(f"ray node {node.name} did not start within {NODE_START_TIMEOUT_S} s:\n"
+                       f"{_read(node.log)[-3000:]}")
 
 
 def _stop_tree(process: subprocess.Popen) -> None:
@@ -265,10 +267,8 @@ def _stop_tree(process: subprocess.Popen) -> None:
         time.sleep(0.2)
     # Daemons may ignore SIGTERM for 20 s or more; what is left goes now.
     _kill_tree(process.pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _kill_tree(root: int, sig: int) -> None:
@@ -318,10 +318,8 @@ def _ppid(pid: int) -> int | None:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _free_port() -> int:

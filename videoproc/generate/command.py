@@ -7,8 +7,17 @@ import sys
 import click
 
 from videoproc.config import parse_list
+from videoproc.generate.options import (
+    DEVICES,
+    DTYPES,
+    ENGINES,
+    EXECUTORS,
+    FITS,
+    GenerateOptions,
+    Limits,
+    ReferenceRules,
+)
 from videoproc.options import parse_bytes, parse_json_object
-from videoproc.generate.options import DEVICES, DTYPES, ENGINES, EXECUTORS, FITS, GenerateOptions, Limits, ReferenceRules
 
 EXIT_REFUSED = 2
 EXIT_SOME_FAILED = 3
@@ -41,8 +50,10 @@ EXIT_LOCK_LOST = 5
 @click.option("--local-root", help="Confine local input_reference paths to this folder.")
 @click.option("--allowed-domains", default="", help="Comma-separated host names that http(s) references may use.")
 @click.option("--allow-private-hosts", default="",
-              help="Comma-separated private hosts references may reach: CIDRs, addresses or host names, each with an optional :PORT.")
-@click.option("--allowed-prefixes", default="", help="Comma-separated URI prefixes every input_reference must lie under.")
+              help="Comma-separated private hosts references may reach: CIDRs, addresses or host names, "
+                   "each with an optional :PORT.")
+@click.option("--allowed-prefixes", default="",
+              help="Comma-separated URI prefixes every input_reference must lie under.")
 @click.option("--max-reference-bytes", default="32MiB", show_default=True, help="Cap on one input_reference image.")
 @click.option("--reference-timeout", type=float, default=60.0, show_default=True,
               help="Seconds one input_reference may take to fetch in all.")
@@ -65,7 +76,8 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
             queue=queue, output=output, models=tuple(models), engine=engine, device=device, dtype=dtype, fit=fit,
             limits=Limits(max_width=max_width, max_height=max_height, max_frames=max_frames),
             storage_options=parse_json_object(storage_options), progress=progress,
-            executor=executor, ray_address=ray_address, ray_actors=ray_actors, break_lock=break_lock, lock_lease=lock_lease,
+            executor=executor, ray_address=ray_address, ray_actors=ray_actors,
+            break_lock=break_lock, lock_lease=lock_lease,
             references=ReferenceRules(
                 local_root=local_root, allowed_domains=tuple(d.lower() for d in parse_list(allowed_domains)),
                 allow_private_hosts=parse_list(allow_private_hosts), allowed_prefixes=parse_list(allowed_prefixes),

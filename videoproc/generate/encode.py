@@ -35,7 +35,10 @@ def encode_mp4(frames: Any, path: str, *, fps: int, comment: str | None = None) 
     import numpy as np
 
     count, height, width, channels = _check_frames(frames)
-    params = ["-crf", str(CRF), "-vf", "scale=out_color_matrix=bt709:out_range=tv,setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv", *_COLOUR,
+    params = ["-crf", str(CRF),
+              "-vf", "scale=out_color_matrix=bt709:out_range=tv,"
+                     "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
+              *_COLOUR,
               # bitexact drops the muxer's version string: the same frames give the same bytes.
               "-fflags", "+bitexact", "-movflags", "+faststart"]
     if comment:

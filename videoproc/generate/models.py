@@ -40,7 +40,8 @@ WAN = ModelSpec(
     default_steps=50, default_guidance=5.0, size_multiple=16, frame_step=4,
 )
 # A small default so that a request without a size finishes in about a second on a CPU.
-TINY = replace(WAN, family="wan (tiny-random)", default_width=64, default_height=64, default_num_frames=17, default_steps=4)
+TINY = replace(WAN, family="wan (tiny-random)", default_width=64, default_height=64,
+               default_num_frames=17, default_steps=4)
 # Unknown pipelines: only what yuv420p needs (even sides); Dynamo's defaults otherwise.
 GENERIC = replace(WAN, family="generic", size_multiple=2, frame_step=1)
 

@@ -64,12 +64,13 @@ class ReferenceRules:
         if type(self.max_bytes) is not int or self.max_bytes < 1:
             raise ValueError(f"max_reference_bytes must be a positive integer (got {self.max_bytes!r}); "
                              "pass e.g. --max-reference-bytes 32MiB")
-        if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool) or not 0 < self.timeout < float("inf"):
+        if (not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool)
+                or not 0 < self.timeout < float("inf")):
             raise ValueError(f"reference_timeout must be a positive number of seconds (got {self.timeout!r}); "
                              "pass e.g. --reference-timeout 60")
         self.source(output=None, storage_options={})  # refuse a bad entry now, not per request
 
-    def source(self, *, output: str | None, storage_options: dict) -> "SourceOptions":
+    def source(self, *, output: str | None, storage_options: dict) -> SourceOptions:
         """The SourceOptions a reference is read with; `output` (the run's) is never readable."""
         from videoproc.options import SourceOptions
 
@@ -124,10 +125,11 @@ class GenerateOptions:
         if not self.models:
             raise ValueError("no model given; pass --model tiny-random or --model PATH to a diffusers folder")
         if self.engine == "tensorrt-llm" and self.device == "cpu":
-            raise ValueError("engine 'tensorrt-llm' runs on CUDA only (got device='cpu'); use --engine diffusers on a CPU")
+            raise ValueError("engine 'tensorrt-llm' runs on CUDA only (got device='cpu'); "
+                             "use --engine diffusers on a CPU")
         self._check_ray()
 
-    def reference_source(self) -> "SourceOptions":
+    def reference_source(self) -> SourceOptions:
         """The SourceOptions that `input_reference` images are read with."""
         return self.references.source(output=self.output, storage_options=self.storage_options)
 

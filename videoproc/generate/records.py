@@ -11,8 +11,9 @@ file, and the video it names, where they are; they are left out of records.parqu
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -15,9 +15,10 @@ import hashlib
 import json
 import math
 import re
-from decimal import Decimal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -216,9 +217,9 @@ def _seed(raw: dict) -> int | None:
     value = _missing_to_none(raw.get("seed"))
     if value is None:
         return None
-    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT_LIMIT:
-        value = int(value)
-    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+    whole_float = isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT_LIMIT
+    whole_decimal = isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value()
+    if whole_float or whole_decimal:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
         raise RequestError(
@@ -325,7 +326,8 @@ def _positive(raw: dict, name: str) -> float | None:
 
 
 def _number(raw: dict, name: str) -> float | None:
-    """A numeric field; numeric strings are accepted because queues in the video API request format store `seconds` as text."""
+    """A numeric field; numeric strings are accepted because queues in the video API request format
+    store `seconds` as text."""
     value = _missing_to_none(raw.get(name))
     if value is None:
         return None

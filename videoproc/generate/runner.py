@@ -16,9 +16,10 @@ import secrets
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Callable, TextIO
+from typing import TextIO
 
 import pyarrow.parquet as pq
 
@@ -29,9 +30,18 @@ from videoproc.generate.lock import Lease, output_lock
 from videoproc.generate.models import ModelRef, resolve_models
 from videoproc.generate.options import GenerateOptions
 from videoproc.generate.reference import load_reference
+from videoproc.generate.requests import (
+    Queue,
+    QueueError,
+    Rejected,
+    Request,
+    RequestError,
+    read_queue,
+    record_key,
+    request_id,
+    resolve_request,
+)
 from videoproc.options import SourceOptions
-from videoproc.generate.requests import (Queue, QueueError, Rejected, Request, RequestError, read_queue,
-                                        record_key, request_id, resolve_request)
 from videoproc.progress import Progress
 from videoproc.storage import Location, exists, locate, read_json, remove, write_json_atomic
 

@@ -6,7 +6,8 @@ Every reader (rank r of R, DataLoader worker w of W) is reader r * W + w of R * 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class FrameDataset(IterableDataset):
         return row
 
 
-def _frames_tensor(frames: np.ndarray, *, shared: bool) -> "torch.Tensor":
+def _frames_tensor(frames: np.ndarray, *, shared: bool) -> torch.Tensor:
     """The one copy of the pixels: from the Arrow buffer into memory the tensor owns, in its layout.
     In a DataLoader worker that memory is shared memory, so handing the tensor to the main process
     sends a handle instead of copying the pixels a second time."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from videoproc.read.rows import Layout, UnitReader, arrange, check_columns, check_layout, ok_rows
 from videoproc.read.units import list_units

@@ -7,7 +7,8 @@ that range costs no copy; whoever wants a writable array or a tensor makes the o
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa

@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import random
 import warnings
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 
 from videoproc import storage
 from videoproc.runstate import DATA_DIR, RunState
 from videoproc.write import FORMAT_VERSION, METADATA_KEY
-
 
 T = TypeVar("T")
 

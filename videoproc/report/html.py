@@ -25,11 +25,13 @@ def render_html(inspection: Inspection, *, png: bytes) -> str:
     parts = [
         f"<h1>{_e(title)}</h1>",
         "<h2>Contact sheet</h2>",
-        f'<img alt="contact sheet of {len(inspection.strips)} rows" src="data:image/png;base64,{base64.b64encode(png).decode()}">',
+        f'<img alt="contact sheet of {len(inspection.strips)} rows" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">',
         "<h2>Statuses</h2>", _status_table(inspection),
         *(f"<p>{_e(note)}</p>" for note in inspection.notes),
         "<h2>Most common errors</h2>", _table(["count", "error"], [[c, e] for e, c in inspection.top_errors.items()]),
-        "<h2>Options of the run</h2>", f"<pre>{_e(json.dumps(inspection.options, indent=2, sort_keys=True, default=str))}</pre>",
+        "<h2>Options of the run</h2>",
+        f"<pre>{_e(json.dumps(inspection.options, indent=2, sort_keys=True, default=str))}</pre>",
         f"<h2>Failed rows ({len(inspection.failed)} shown)</h2>", _failed_table(inspection.failed),
     ]
     head = f'<meta charset="utf-8"><title>{_e(title)}</title><style>{STYLE}</style>'

@@ -68,7 +68,8 @@ def _sample(index: list[dict[str, Any]], *, sample: int, seed: int) -> list[dict
     return [ok[i] for i in sorted(random.Random(seed).sample(range(len(ok)), sample))]
 
 
-def _strips(reader: UnitReader, units: tuple[Unit, ...], chosen: list[dict[str, Any]], *, max_frames: int) -> list[Strip]:
+def _strips(reader: UnitReader, units: tuple[Unit, ...], chosen: list[dict[str, Any]],
+            *, max_frames: int) -> list[Strip]:
     strips = []
     for number in sorted({r["unit"] for r in chosen}):
         positions = [r["row"] for r in chosen if r["unit"] == number]

@@ -91,7 +91,7 @@ def render(strips: list[Strip], *, max_side: int = 128, empty_note: str = "no ro
     if not strips:
         draw.text((MARGIN, MARGIN + 1), empty_note, fill=TEXT, font=font)
     placements = []
-    for index, (strip, frames) in enumerate(zip(strips, shown)):
+    for index, (strip, frames) in enumerate(zip(strips, shown, strict=True)):
         placements += _draw_strip(draw, image, font, index=index, strip=strip, frames=frames, top=tops[index],
                                   max_side=max_side)
     return Sheet(image=image, placements=tuple(placements))
@@ -104,7 +104,8 @@ def _draw_strip(draw, image, font, *, index: int, strip: Strip, frames: list[np.
     placements = []
     for j, frame in enumerate(frames):
         image.paste(Image.fromarray(np.ascontiguousarray(frame), "RGB"), (x, y))
-        placements.append(Placement(strip=index, frame=j, x=x, y=y, step=subsample_step(*strip.frames[j].shape[:2], max_side)))
+        placements.append(Placement(strip=index, frame=j, x=x, y=y,
+                                    step=subsample_step(*strip.frames[j].shape[:2], max_side)))
         caption = strip.captions[j] if j < len(strip.captions) else ""
         _caption(draw, font, caption, x=x, y=y + frame.shape[0] + 1, width=frame.shape[1])
         x += frame.shape[1] + GAP

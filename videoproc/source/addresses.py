@@ -91,7 +91,8 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 def special_purpose_entry(ip: IPAddress) -> Special | None:
     """The deny-list entry `ip` (or the IPv4 address it embeds) falls in, None when public."""
     ip = embedded_ipv4(ip) or ip
-    return next((entry for entry in SPECIAL_PURPOSE if ip.version == entry.network.version and ip in entry.network), None)
+    return next((entry for entry in SPECIAL_PURPOSE
+                 if ip.version == entry.network.version and ip in entry.network), None)
 
 
 def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:

@@ -189,7 +189,8 @@ class HttpClient:
         location = response.getheader("Location")
         self._discard(response)
         if not location:
-            raise SourceError(f"HTTP {response.status} for {redact(url)} has no Location header; the server is misconfigured")
+            raise SourceError(f"HTTP {response.status} for {redact(url)} has no Location header; "
+                              "the server is misconfigured")
         target = urljoin(url, location.strip())
         split_url(target)  # a redirect to file://, ftp:// or a host-less URL is refused here
         check_location(parse_uri(target), real_path=None, options=self.options)
@@ -204,7 +205,8 @@ class HttpClient:
         if status == 429 or status >= 500:
             raise _Retryable(f"HTTP {status} for {redact(url)}", retry_after)
         if status == 416:
-            raise SourceError(f"HTTP 416 for {redact(url)}: the server has no bytes to send, the object is empty; check the URL")
+            raise SourceError(f"HTTP 416 for {redact(url)}: the server has no bytes to send, the object is empty; "
+                              "check the URL")
         raise SourceError(
             f"HTTP {status} for {redact(url)}; client errors (4xx other than 429) are not retried: "
             "check the URL and its access rights"
@@ -232,7 +234,7 @@ class HttpClient:
         """Range was ignored: stream the whole body, counting it against the cap as it comes."""
         if response.length is not None:
             self._check_size(response.length, how="Content-Length")
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115  kept: it becomes the body
         try:
             _copy_counted(response, spool, self._count_in_time)
         except BaseException:
@@ -241,7 +243,8 @@ class HttpClient:
         size = spool.tell()
         if self.size is not None and size != self.size:
             spool.close()
-            raise SourceError(f"{redact(self.url)} changed while it was being read (was {self.size} bytes, now {size}); retry the row")
+            raise SourceError(f"{redact(self.url)} changed while it was being read "
+                              f"(was {self.size} bytes, now {size}); retry the row")
         self.size, self._spool = size, spool
 
     def _from_spool(self, start: int, end: int) -> bytes:
@@ -256,7 +259,8 @@ class HttpClient:
             etag = response.getheader("ETag")
             self.version = etag if etag and not etag.startswith("W/") else None
         elif total != self.size:
-            raise SourceError(f"{redact(self.url)} changed while it was being read (was {self.size} bytes, now {total}); retry the row")
+            raise SourceError(f"{redact(self.url)} changed while it was being read "
+                              f"(was {self.size} bytes, now {total}); retry the row")
 
     def _check_size(self, size: int, *, how: str) -> None:
         cap = self.options.max_download_bytes
@@ -328,7 +332,8 @@ class HttpClient:
                 return attempt()
             except ssl.SSLCertVerificationError as exc:
                 self._drop_connection()
-                raise SourceError(f"TLS certificate of {redact(self.url)} is not valid ({exc.verify_message}); not retried") from None
+                raise SourceError(f"TLS certificate of {redact(self.url)} is not valid "
+                                  f"({exc.verify_message}); not retried") from None
             except (_Retryable, OSError, http.client.HTTPException) as exc:
                 self._drop_connection()
                 self._after_failure(exc, tries)
@@ -340,7 +345,8 @@ class HttpClient:
         retry_after = getattr(exc, "retry_after", None)
         if tries > max(0, self.options.http_retries):
             raise SourceError(
-                f"{problem}; gave up after {tries} attempt{'s' if tries > 1 else ''} (http_retries={self.options.http_retries}, "
+                f"{problem}; gave up after {tries} attempt{'s' if tries > 1 else ''} "
+                f"(http_retries={self.options.http_retries}, "
                 "exponential backoff); the server or network is failing: retry the row later"
             )
         if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
@@ -355,7 +361,8 @@ def _connect(target: Target, options: SourceOptions) -> http.client.HTTPConnecti
     """A connection whose Host header and TLS SNI/certificate check use the host name while the
     socket goes to the already checked IP (no second DNS lookup that could answer differently)."""
     if target.scheme == "https":
-        conn = http.client.HTTPSConnection(target.host, target.port, timeout=options.read_timeout, context=_ssl_context())
+        conn = http.client.HTTPSConnection(target.host, target.port,
+                                           timeout=options.read_timeout, context=_ssl_context())
     else:
         conn = http.client.HTTPConnection(target.host, target.port, timeout=options.read_timeout)
     # http.client dials through this attribute; replacing it is how the pinned IP gets used.
@@ -363,14 +370,16 @@ def _connect(target: Target, options: SourceOptions) -> http.client.HTTPConnecti
     return conn
 
 
-def _dial(target: Target, connect_timeout: float, read_timeout: float, address, timeout, source_address=None) -> socket.socket:
+def _dial(target: Target, connect_timeout: float, read_timeout: float,
+          address, timeout, source_address=None) -> socket.socket:
     """Connect to the first checked address that answers (like socket.create_connection)."""
     failure = ""
     for ip in target.ips:
         try:
             sock = socket.create_connection((ip, target.port), connect_timeout)
         except TimeoutError:
-            failure = f"connecting to {target.host} ({ip}) port {target.port} timed out after {connect_timeout} s (connect_timeout)"
+            failure = (f"connecting to {target.host} ({ip}) port {target.port} "
+                       f"timed out after {connect_timeout} s (connect_timeout)")
         except OSError as exc:
             failure = f"cannot connect to {target.host} ({ip}) port {target.port}: {exc.strerror or exc}"
         else:

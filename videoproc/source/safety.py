@@ -54,7 +54,8 @@ def split_url(url: str) -> tuple[Scheme, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise SourceError(f"{redact(url)} is not an http(s) URL (scheme {scheme!r}); only http:// and https:// are fetched over HTTP")
+        raise SourceError(f"{redact(url)} is not an http(s) URL (scheme {scheme!r}); "
+                          "only http:// and https:// are fetched over HTTP")
     try:
         port = parts.port or _DEFAULT_PORTS[scheme]
     except ValueError:
@@ -94,7 +95,8 @@ def check_public(ip: IPAddress, *, host: str, url: str) -> None:
     if entry is None:
         return
     shown = host if host == str(ip) else f"{host} ({ip})"
-    named = " (name it exactly: link-local and metadata addresses are never covered by a wider range)" if entry.named_only else ""
+    named = (" (name it exactly: link-local and metadata addresses are never covered by a wider range)"
+             if entry.named_only else "")
     raise SourceError(
         f"refused {redact(url)}: {shown} is a {entry.kind} address ({entry.network}, {entry.name}), and "
         f"URLs in a manifest may only reach public addresses; if this host is trusted, add it to "

@@ -20,7 +20,8 @@ from videoproc.errors import SourceError
 # address checks that http(s) URLs get, so they are refused.
 OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"})
 HTTP_SCHEMES = frozenset({"http", "https"})
-SUPPORTED = "a local path, file:///PATH, data:, http(s)://, or an object store: " + ", ".join(f"{s}://" for s in sorted(OBJECT_STORE_SCHEMES))
+SUPPORTED = ("a local path, file:///PATH, data:, http(s)://, or an object store: "
+             + ", ".join(f"{s}://" for s in sorted(OBJECT_STORE_SCHEMES)))
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 # An IPv6 host literal right after '//' (http://[::1]:8080/...) holds '::' and is no chain.

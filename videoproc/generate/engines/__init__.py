@@ -7,8 +7,9 @@ packages are imported by `open_engine`, never by importing this package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from videoproc.generate.models import ModelRef
 

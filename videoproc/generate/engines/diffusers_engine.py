@@ -67,7 +67,8 @@ class DiffusersEngine:
             return self._diffusers.DiffusionPipeline.from_pretrained(self.model.path, dtype=dtype)
         except (OSError, ValueError, ImportError) as exc:
             raise EngineError(f"cannot load model folder {self.model.path!r} with diffusers "
-                              f"{self._diffusers.__version__} ({exc}); check it was written by save_pretrained") from exc
+                              f"{self._diffusers.__version__} ({exc}); "
+                              "check it was written by save_pretrained") from exc
 
 
 def _step_callback(on_step: StepCallback | None, total: int):
