@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import pyarrow.parquet as pq
-
 from videoproc import storage
 from videoproc.executor import Executor, make_executor
 from videoproc.manifest import Manifest, read_manifest
@@ -108,8 +106,7 @@ def _fresh_work(manifest: Manifest, shard: Shard) -> ShardWork:
 def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
     """Redo only the failed rows of a committed shard; its ok rows are carried over unchanged."""
     loc = state.data_file(shard)
-    with loc.fs.open(loc.path, "rb") as f:
-        statuses = pq.read_table(f, columns=["status"]).column("status").to_pylist()
+    statuses = storage.read_parquet(loc, columns=["status"]).column("status").to_pylist()
     positions = list(range(shard.start, shard.stop))
     keep = frozenset(p for p, status in zip(positions, statuses, strict=True) if status == "ok")
     todo = [p for p in positions if p not in keep]

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from videoproc import storage
 from videoproc.errors import ManifestError
@@ -97,8 +96,7 @@ def _read_tables(files: tuple[str, ...], url: str, storage_options: dict) -> pa.
     for path in files:
         loc = storage.locate(path, storage_options=storage_options)
         try:
-            with loc.fs.open(loc.path, "rb") as f:
-                tables.append(pq.read_table(f))
+            tables.append(storage.read_parquet(loc))
         except (OSError, pa.ArrowInvalid) as exc:
             raise ManifestError(
                 f"cannot read manifest file {path}: {exc}; the manifest must be Parquet"

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 # Recent AWS clients send uploads with aws-chunked framing and a trailing checksum; Ceph RGW, MinIO,
@@ -131,3 +133,15 @@ def _fsync_dir(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_parquet(loc: Location, *, columns: list[str] | None = None) -> pa.Table:
+    """The whole Parquet file at `loc` (or some of its columns) as a table.
+
+    Read through ParquetFile rather than pq.read_table: with pyarrow 26, read_table over a Python
+    file object (every fsspec file is one) leaves I/O threads behind that abort the interpreter at
+    exit ("terminate called without an active exception") in about a quarter of runs, turning a
+    clean exit status into SIGABRT; ParquetFile.read gave no abort in 30 of 30.
+    """
+    with loc.fs.open(loc.path, "rb") as f:
+        return pq.ParquetFile(f).read(columns=columns)

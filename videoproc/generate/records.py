@@ -18,7 +18,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videoproc.storage import Location, list_names, write_bytes_atomic
+from videoproc.storage import Location, list_names, read_parquet, write_bytes_atomic
 
 RECORD_FILES_KEY = b"videoproc.record_files"
 
@@ -151,9 +151,8 @@ def completed_keys(out: Location) -> set[str]:
     done = set()
     for name in record_names(out):
         loc = records_folder(out).child(name)
-        with loc.fs.open(loc.path, "rb") as f:
-            if pq.read_table(f, columns=["status"]).column("status")[0].as_py() == "completed":
-                done.add(name[: -len(".parquet")])
+        if read_parquet(loc, columns=["status"]).column("status")[0].as_py() == "completed":
+            done.add(name[: -len(".parquet")])
     return done
 
 
@@ -175,8 +174,7 @@ def records_folder(out: Location) -> Location:
 
 def _read_record(out: Location, name: str) -> pa.Table:
     loc = records_folder(out).child(name)
-    with loc.fs.open(loc.path, "rb") as f:
-        table = pq.read_table(f)
+    table = read_parquet(loc)
     return _upgrade(table, key=name[: -len(".parquet")])
 
 

@@ -21,11 +21,10 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from videoproc.generate.models import ModelRef, ModelSpec
 from videoproc.generate.options import Fit, Limits
-from videoproc.storage import locate
+from videoproc.storage import locate, read_parquet
 
 REQUEST_FIELDS = (
     "id", "prompt", "model", "negative_prompt", "size", "seconds", "fps", "num_frames",
@@ -106,8 +105,7 @@ def read_queue(url: str, *, storage_options: dict | None = None) -> Queue:
     """Read a Parquet queue from a local path or fsspec URL and check it as a whole."""
     loc = locate(url, storage_options=storage_options)
     try:
-        with loc.fs.open(loc.path, "rb") as f:
-            table = pq.read_table(f)
+        table = read_parquet(loc)
     except FileNotFoundError:
         raise QueueError(f"queue {url!r} does not exist; pass a Parquet file of requests") from None
     except (pa.ArrowInvalid, OSError) as exc:

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TextIO
 
-import pyarrow.parquet as pq
-
 from videoproc.generate import records as rec
 from videoproc.generate.encode import write_video
 from videoproc.generate.engines import Engine, EngineCall, open_engine, resolve_device, resolve_dtype
@@ -43,7 +41,7 @@ from videoproc.generate.requests import (
 )
 from videoproc.options import SourceOptions
 from videoproc.progress import Progress
-from videoproc.storage import Location, exists, locate, read_json, remove, write_json_atomic
+from videoproc.storage import Location, exists, locate, read_json, read_parquet, remove, write_json_atomic
 
 DEMO_NOTE = "random-weight demo output of the built-in tiny-random model, not a trained model"
 _SETTINGS_THAT_MUST_MATCH = ("engine", "models", "dtype", "fit")
@@ -226,8 +224,7 @@ def _recorded_status(out: Location, key: str) -> str | None:
     loc = rec.records_folder(out).child(f"{key}.parquet")
     if not exists(loc):
         return None
-    with loc.fs.open(loc.path, "rb") as f:
-        return pq.read_table(f, columns=["status"]).column("status")[0].as_py()
+    return read_parquet(loc, columns=["status"]).column("status")[0].as_py()
 
 
 def open_engines(worker: Worker, factory) -> float:

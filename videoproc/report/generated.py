@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from videoproc import storage
 from videoproc.report.facts import FAILED_LIMIT, Inspection, count_errors
@@ -110,5 +109,4 @@ def _files_seen(consolidated: pa.Table) -> int:
 def _read_parquet(loc: storage.Location) -> pa.Table | None:
     if not storage.exists(loc):
         return None
-    with loc.fs.open(loc.path, "rb") as f:
-        return pq.read_table(f)
+    return storage.read_parquet(loc)
