@@ -146,10 +146,19 @@ def _lock_fd(loc: Location, fcntl: Any) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise OutputLocked(_refusal(loc, _read_local(loc.path), remote=False)) from None
+            raise OutputLocked(_refusal(loc, _holder_details(loc.path), remote=False)) from None
         if _path_inode(loc.path) == _fd_inode(fd):
             return fd
         os.close(fd)  # the holder removed the file as it finished: lock the new one instead
+
+
+def _holder_details(path: str, *, wait_s: float = 2.0) -> dict:
+    """What the holder wrote into the lock file. A holder writes it right after locking, so a run
+    refused in between waits a moment for it, to name the holder rather than "a run"."""
+    deadline = time.monotonic() + wait_s
+    while not (holder := _read_local(path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return holder
 
 
 def _read_local(path: str) -> dict:
