@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from videoproc.errors import OptionsError
-from videoproc.executor_ray import connect as join_cluster
-from videoproc.executor_ray import first_line, import_ray
+from videoproc.common.errors import OptionsError
+from videoproc.common.ray_cluster import connect as join_cluster
+from videoproc.common.ray_cluster import first_line, import_ray
+from videoproc.common.storage import exists
 from videoproc.generate.engines import EngineError
 from videoproc.generate.options import GenerateOptions
 from videoproc.generate.runner import Outcome, Worker, completed_record, open_engines, record_lost, run_request
-from videoproc.storage import exists
 
 # Attempts per request, the first included: an actor lost mid-request is usually its node's fault,
 # so one more try elsewhere is worth it; a request that has killed three actors is the problem.

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TextIO
 
+from videoproc.common.progress import Progress
+from videoproc.common.storage import Location, exists, locate, read_json, read_parquet, remove, write_json_atomic
 from videoproc.generate import records as rec
 from videoproc.generate.encode import write_video
 from videoproc.generate.engines import Engine, EngineCall, open_engine, resolve_device, resolve_dtype
@@ -39,9 +41,7 @@ from videoproc.generate.requests import (
     request_id,
     resolve_request,
 )
-from videoproc.options import SourceOptions
-from videoproc.progress import Progress
-from videoproc.storage import Location, exists, locate, read_json, read_parquet, remove, write_json_atomic
+from videoproc.source.options import SourceOptions
 
 DEMO_NOTE = "random-weight demo output of the built-in tiny-random model, not a trained model"
 _SETTINGS_THAT_MUST_MATCH = ("engine", "models", "dtype", "fit")
