@@ -315,7 +315,7 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
 
 
 def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
-    from videoproc.preprocess.executor import make_executor
+    from videoproc.preprocess.job import make_executor
 
     monkeypatch.setitem(sys.modules, "ray", None)
     options = _options(str(tmp_path / "m.parquet"), str(tmp_path / "out"), executor="ray")

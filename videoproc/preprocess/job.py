@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from videoproc.common import storage
 from videoproc.common.progress import Progress
 from videoproc.common.runlock import Lease, hold_output
-from videoproc.preprocess.executor import Executor, make_executor
+from videoproc.preprocess.executor import Executor, LocalExecutor
 from videoproc.preprocess.manifest import Manifest, read_manifest
 from videoproc.preprocess.options import PreprocessOptions
 from videoproc.preprocess.runstate import RunState, Shard, plan_shards
@@ -115,6 +115,15 @@ def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
         shard=shard, tasks=_tasks(manifest, todo), passthrough={p: rows[p] for p in todo}, keep=keep,
         retried=len(todo),
     )
+
+
+def make_executor(options: PreprocessOptions) -> Executor:
+    """The executor options.run.executor names; the Ray one imports Ray (and fails without it) here."""
+    if options.run.executor == "ray":
+        from videoproc.preprocess.executor_ray import RayExecutor
+
+        return RayExecutor(options)
+    return LocalExecutor(options)
 
 
 def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest, state: RunState,
