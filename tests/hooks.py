@@ -3,9 +3,9 @@
 Real failures on demand: `faulting_job` wraps the per-video job so that a URI naming a fault makes
 the worker process really segfault (SIGSEGV) or really hang, and `install_write_delay` makes every
 shard flush really pause, widening the window in which a shard is half-written so that kill tests
-can hit it. They go in through the library's seams (videoproc.preprocess.executor.VIDEO_JOB, which the local
-and Ray executors ship to their workers by reference; the shard writer's flush), so no environment
-variable or flag of the production code can switch them on.
+can hit it. They go in through the library's seams (videoproc.preprocess.executor.VIDEO_JOB, which
+the local and Ray executors ship to their workers by reference; the shard writer's flush), so no
+environment variable or flag of the production code can switch them on.
 """
 
 from __future__ import annotations
