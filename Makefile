@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 # names this checkout's folder; the folder it was built in is recorded beside it, and a checkout
 # that moved (recorded folder != this one) rebuilds it too.
 SAMPLE_ROOT := manifests/.sample-root
-SAMPLE_INPUTS := jobs/build_manifests.py videoproc/testmedia.py $(wildcard manifests/media/real/* manifests/media/generated/*)
+SAMPLE_INPUTS := jobs/build_manifests.py videoproc/common/testmedia.py $(wildcard manifests/media/real/* manifests/media/generated/*)
 SAMPLE_MOVED := $(if $(filter $(CURDIR),$(file <$(SAMPLE_ROOT))),,FORCE)
 $(SAMPLE): $(SAMPLE_INPUTS) $(SAMPLE_MOVED) | $(STAMP)
 	$(PY) -m jobs.build_manifests

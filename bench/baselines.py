@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from videoproc.resize import FrameConverter, plan_resize
-from videoproc.testmedia import ffmpeg_exe
+from videoproc.common.testmedia import ffmpeg_exe
+from videoproc.video.resize import FrameConverter, plan_resize
 
 
 @dataclass(frozen=True, kw_only=True)

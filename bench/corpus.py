@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from videoproc.testmedia import Clip
+from videoproc.common.testmedia import Clip
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CORPUS_DIR = os.path.join(HERE, ".corpus")

@@ -13,8 +13,9 @@ import time
 
 from bench.corpus import DEFAULT_CORPUS_DIR, SHORT_DENSE, build, full_corpus, quick_corpus
 from tests.servers.http_server import HttpTestServer
-from videoproc.options import SourceOptions, VideoOptions
-from videoproc.process import VideoTask, process_video
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import VideoOptions
+from videoproc.video.process import VideoTask, process_video
 
 
 def measure(path: str) -> dict[str, float]:

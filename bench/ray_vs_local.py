@@ -22,9 +22,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videoproc.config import build_options
-from videoproc.job import run_preprocess
-from videoproc.testmedia import SAMPLE_CLIPS
+from videoproc.common.testmedia import SAMPLE_CLIPS
+from videoproc.preprocess.config import build_options
+from videoproc.preprocess.job import run_preprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_DIR = os.path.join(ROOT, "manifests", "media", "real")

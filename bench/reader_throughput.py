@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videoproc import storage
-from videoproc.runstate import RunState, plan_shards
-from videoproc.write import ShardWriter, output_schema
+from videoproc.common import storage
+from videoproc.preprocess.runstate import RunState, plan_shards
+from videoproc.preprocess.write import ShardWriter, output_schema
 
 
 def make_output(folder: str, *, rows: int, frames: int, size: int, shard_size: int) -> None:

@@ -34,17 +34,13 @@ import pyarrow.parquet as pq
 
 from bench import baselines, corpus, report
 from bench.report import BenchResults, FileResult, RssResult, ThroughputResult, Timing
-from videoproc.options import (
-    PreprocessOptions,
-    RunOptions,
-    SeekMode,
-    SourceOptions,
-    VideoOptions,
-)
-from videoproc.probe import probe
-from videoproc.process import VideoResult, VideoTask, process_video
-from videoproc.sample import select_indices
-from videoproc.testmedia import ffmpeg_exe
+from videoproc.common.testmedia import ffmpeg_exe
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import SeekMode, VideoOptions
+from videoproc.video.probe import probe
+from videoproc.video.process import VideoResult, VideoTask, process_video
+from videoproc.video.sample import select_indices
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_RESULTS = os.path.join(HERE, "results", "latest.md")
@@ -204,7 +200,7 @@ def _unreadable(video: corpus.BenchVideo, exc: Exception) -> FileResult:
 
 
 def measure_throughput(path: str, settings: Settings, log) -> list[ThroughputResult]:
-    from videoproc.job import run_preprocess
+    from videoproc.preprocess.job import run_preprocess
 
     manifest = os.path.join(settings.work_dir, "many.parquet")
     count = settings.throughput_videos
@@ -244,8 +240,9 @@ def _decode_seconds(output: str) -> float:
 
 _RSS_CHILD = """
 import json, resource, sys
-from videoproc.options import SourceOptions, VideoOptions
-from videoproc.process import VideoTask, process_video
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import VideoOptions
+from videoproc.video.process import VideoTask, process_video
 status = "imports only"
 if sys.argv[1]:
     r = process_video(VideoTask(row=0, id="rss", uri=sys.argv[1]),

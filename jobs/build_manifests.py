@@ -13,7 +13,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videoproc.testmedia import SAMPLE_CLIPS
+from videoproc.common.testmedia import SAMPLE_CLIPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL = "manifests/media/real"

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from videoproc.testmedia import SAMPLE_CLIPS, ffmpeg_exe
+from videoproc.common.testmedia import SAMPLE_CLIPS, ffmpeg_exe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_DIR = os.path.join(ROOT, "manifests", "media", "real")

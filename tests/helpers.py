@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.conftest import GENERATED_DIR, REAL_DIR
-from videoproc.decode import DecodedFrames, FrameDecoder
-from videoproc.options import ResizeMode, SeekMode
-from videoproc.packets import KEEP_PACKETS_BYTES
-from videoproc.probe import VideoProbe, probe_keeping_packets
-from videoproc.resize import FrameConverter, displayed_size, plan_resize
-from videoproc.testmedia import Clip, _x264, ffmpeg_exe
+from videoproc.common.testmedia import Clip, _x264, ffmpeg_exe
+from videoproc.video.decode import DecodedFrames, FrameDecoder
+from videoproc.video.options import ResizeMode, SeekMode
+from videoproc.video.packets import KEEP_PACKETS_BYTES
+from videoproc.video.probe import VideoProbe, probe_keeping_packets
+from videoproc.video.resize import FrameConverter, displayed_size, plan_resize
 
 # 250 frames at 25 fps, a keyframe every 100 frames and up to 3 B-frames: reaching frame 199 from
 # frame 0 costs 200 decoded frames, from the keyframe at 100 only 100.

@@ -3,9 +3,9 @@
 Real failures on demand: `faulting_job` wraps the per-video job so that a URI naming a fault makes
 the worker process really segfault (SIGSEGV) or really hang, and `install_write_delay` makes every
 shard flush really pause, widening the window in which a shard is half-written so that kill tests
-can hit it. They go in through the library's seams (videoproc.executor.VIDEO_JOB, which the local
-and Ray executors ship to their workers by reference; the shard writer's flush), so no environment
-variable or flag of the production code can switch them on.
+can hit it. They go in through the library's seams (videoproc.preprocess.executor.VIDEO_JOB, which
+the local and Ray executors ship to their workers by reference; the shard writer's flush), so no
+environment variable or flag of the production code can switch them on.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import sys
 import time
 from typing import Any
 
-from videoproc import executor, write
-from videoproc.process import VideoResult, VideoTask, process_video
+from videoproc.preprocess import executor, write
+from videoproc.video.process import VideoResult, VideoTask, process_video
 
 SEGFAULT_MARK = "fault-segfault"
 HANG_MARK = "fault-hang"
@@ -63,7 +63,7 @@ def auditing_job(task: VideoTask, *, report_dir: str, **kwargs: Any) -> VideoRes
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     result = process_video(task, **kwargs)
-    from videoproc.memory import worker_memory_ceiling
+    from videoproc.common.memory import worker_memory_ceiling
 
     report = {"id": task.id, "peak_rss": _status_bytes("VmHWM"), "ceiling": worker_memory_ceiling(),
               "opened": sorted(set(_OPENED))}

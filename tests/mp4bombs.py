@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from typing import Literal
 
-from videoproc.testmedia import Clip, _x264
+from videoproc.common.testmedia import Clip, _x264
 
 Table = Literal["stts", "ctts", "stsz", "stss"]
 TABLES: tuple[Table, ...] = ("stts", "ctts", "stsz", "stss")

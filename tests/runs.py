@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REAL_DIR
-from videoproc.job import run_preprocess
-from videoproc.options import PreprocessOptions, RunOptions, VideoOptions
+from videoproc.preprocess.job import run_preprocess
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
+from videoproc.video.options import VideoOptions
 
 CLIPS = ["carphone_pristine.mp4", "big_buck_bunny_432_433.webm", "av1_video.mkv", "missing.mp4",
          "h265_video.mp4", "video_90.mov", "no_duration.webm", "h264_10bits.mp4"]

@@ -28,10 +28,10 @@ from tests.helpers import read_output, write_manifest
 from tests.mp4bombs import BOMB_BASE, TABLES, make_bomb
 from tests.servers.http_server import HttpTestServer
 from tests.test_bombs import HUGE_CODED_SIZE
-from videoproc import executor
-from videoproc.config import build_options
-from videoproc.errors import ResumeError
-from videoproc.job import run_preprocess
+from videoproc.common.errors import ResumeError
+from videoproc.preprocess import executor
+from videoproc.preprocess.config import build_options
+from videoproc.preprocess.job import run_preprocess
 
 WORKER_MEMORY = 512 * 2**20
 GUARDED_HOSTS = ["http://169.254.169.254/", "http://[::ffff:169.254.169.254]/", "http://[fec0::1]/",

@@ -19,16 +19,18 @@ import pytest
 
 from tests.helpers import read_output, write_manifest
 from tests.mp4bombs import BOMB_BASE, TABLES, make_bomb
-from videoproc.config import build_options
-from videoproc.errors import OptionsError, VideoError
-from videoproc.job import run_preprocess
-from videoproc.memory import FRAME_COST_BYTES, default_worker_memory, worker_memory_ceiling
-from videoproc.mp4index import video_composition_offsets
-from videoproc.options import PreprocessOptions, RunOptions, SourceOptions, VideoOptions
-from videoproc.pool import WorkerConfig, WorkerPool
-from videoproc.probe_index import probe_from_index
-from videoproc.process import VideoTask, process_video
-from videoproc.testmedia import Clip, _x264
+from videoproc.common.errors import OptionsError, VideoError
+from videoproc.common.memory import FRAME_COST_BYTES, default_worker_memory, worker_memory_ceiling
+from videoproc.common.testmedia import Clip, _x264
+from videoproc.preprocess.config import build_options
+from videoproc.preprocess.job import run_preprocess
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
+from videoproc.preprocess.pool import WorkerConfig, WorkerPool
+from videoproc.source.options import SourceOptions
+from videoproc.video.mp4index import video_composition_offsets
+from videoproc.video.options import VideoOptions
+from videoproc.video.probe_index import probe_from_index
+from videoproc.video.process import VideoTask, process_video
 
 # One 16000x16000 frame (near FFmpeg's largest picture), black, so it encodes to 750 kB; decoding
 # it maps about 850 MB, more than WORKER_MEMORY.

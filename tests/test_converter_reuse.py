@@ -6,8 +6,8 @@ import av
 import numpy as np
 
 from tests.conftest import ffmpeg_frames
-from videoproc.resize import FrameConverter, plan_resize, shared_converter
-from videoproc.testmedia import Clip
+from videoproc.common.testmedia import Clip
+from videoproc.video.resize import FrameConverter, plan_resize, shared_converter
 
 # The same geometry, different colour metadata: the pixels must follow each frame's own. The untagged
 # clip (no matrix, range or chroma siting, like many phone encodes) is the one that matters most:

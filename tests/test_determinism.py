@@ -1,6 +1,6 @@
 """A row's pixels are a function of its video and the result options only.
 
-Workers keep conversion state across videos (see videoproc/resize.py), so what a row holds must not
+Workers keep conversion state across videos (see videoproc/video/resize.py), so what a row holds must not
 depend on which videos its worker converted before it: not on the manifest order, the worker count,
 the shard assignment or a resume. Every bundled real clip plus clips that differ only in colour
 metadata are processed in several orders in this process, and once each in a process of its own,
@@ -24,10 +24,11 @@ import pytest
 
 from tests.conftest import REAL_CLIPS, REAL_DIR, ROOT
 from tests.helpers import cli_frames
-from videoproc.options import SourceOptions, VideoOptions
-from videoproc.process import VideoTask, process_video
-from videoproc.resize import ResizePlan, displayed_size, plan_resize
-from videoproc.testmedia import COLOUR_CLIPS
+from videoproc.common.testmedia import COLOUR_CLIPS
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import VideoOptions
+from videoproc.video.process import VideoTask, process_video
+from videoproc.video.resize import ResizePlan, displayed_size, plan_resize
 
 CONFIGS = tuple(
     VideoOptions(num_frames=4, size=size, resize_mode=mode)
@@ -39,8 +40,8 @@ ORDER_SEEDS = (1, 2, 3)
 # One process per video, started from nothing: the reference no earlier video can have touched.
 _FRESH = """
 import pickle, sys
-from videoproc.options import SourceOptions
-from videoproc.process import VideoTask, process_video
+from videoproc.source.options import SourceOptions
+from videoproc.video.process import VideoTask, process_video
 path, configs = pickle.load(sys.stdin.buffer)
 task = VideoTask(row=0, id="clip", uri=path)
 results = [process_video(task, video=video, source=SourceOptions(), threads=1) for video in configs]

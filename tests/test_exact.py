@@ -11,11 +11,12 @@ import pytest
 
 from tests.conftest import GENERATED_DIR, REAL_CLIPS, REAL_DIR, ffmpeg_frames, psnr
 from tests.helpers import HEVC_OPEN_GOP, LONG_GOP, cli_frames, decode_file
-from videoproc.options import SourceOptions, VideoOptions
-from videoproc.process import VideoTask, process_video
-from videoproc.resize import plan_resize
-from videoproc.sample import keyframe_bound, nearest_keyframes, uniform_indices
-from videoproc.testmedia import SAMPLE_CLIPS
+from videoproc.common.testmedia import SAMPLE_CLIPS
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import VideoOptions
+from videoproc.video.process import VideoTask, process_video
+from videoproc.video.resize import plan_resize
+from videoproc.video.sample import keyframe_bound, nearest_keyframes, uniform_indices
 
 TEN_BIT = "h264_10bits.mp4"
 DAMAGED = "corrupted.mp4"

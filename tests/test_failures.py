@@ -22,9 +22,9 @@ from tests.helpers import AUDIO_ONLY, frames_of, read_output, write_manifest
 from tests.mp4bombs import BOMB_BASE, TABLES, make_bomb
 from tests.servers.http_server import HttpTestServer
 from tests.servers.s3 import free_port
-from videoproc.config import build_options
-from videoproc.job import run_preprocess
-from videoproc.testmedia import ffmpeg_exe
+from videoproc.common.testmedia import ffmpeg_exe
+from videoproc.preprocess.config import build_options
+from videoproc.preprocess.job import run_preprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 4.0  # per video: the hang row costs this much; good rows need well under a second
@@ -34,8 +34,8 @@ KINDS = 31
 RUN = """
 import json, sys
 from tests.hooks import install_faults
-from videoproc.config import build_options
-from videoproc.job import run_preprocess
+from videoproc.preprocess.config import build_options
+from videoproc.preprocess.job import run_preprocess
 options = build_options(manifest=sys.argv[1], values=json.loads(sys.argv[2]))
 install_faults()
 report = run_preprocess(options)

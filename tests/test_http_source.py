@@ -21,13 +21,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.servers.http_server import HttpTestServer, self_signed_tls
-from videoproc.errors import SourceError
-from videoproc.options import PreprocessOptions, RunOptions, SourceOptions, VideoOptions
-from videoproc.process import VideoTask, process_video
+from videoproc.common.errors import SourceError
+from videoproc.common.testmedia import SAMPLE_CLIPS, Clip
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
 from videoproc.source import http as http_source
 from videoproc.source import safety
 from videoproc.source.cache import BLOCK_SIZE, CACHE, BlockReader, BlockStore, cache_key, open_cached
-from videoproc.testmedia import SAMPLE_CLIPS, Clip
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import VideoOptions
+from videoproc.video.process import VideoTask, process_video
 
 # 30 s of 320x240 at 30 fps, a keyframe every 15 frames; the noise keeps x264 from squeezing it
 # to nothing, so the file spans enough range-request blocks for the byte counts to mean something.
@@ -506,7 +508,7 @@ def test_content_length_shorter_than_the_body_is_a_failed_row(server):
 def test_preprocess_run_finishes_with_a_failed_row_per_bad_url(server, tmp_path):
     """The whole job: good and bad http URLs in one manifest; the run completes, every bad one
     is a failed row carrying its reason."""
-    from videoproc.job import run_preprocess
+    from videoproc.preprocess.job import run_preprocess
 
     uris = {
         "good": server.url("files/short.mp4"),

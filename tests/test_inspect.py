@@ -20,11 +20,11 @@ from PIL import Image
 
 from tests.conftest import ffmpeg_frames, psnr
 from tests.runs import stored_rows
-from videoproc.inspect import format_table, inspect_output, sheet_png, write_html, write_sheet
-from videoproc.inspect_command import inspect_cmd
+from videoproc.common.testmedia import Clip
 from videoproc.read import ReadError
+from videoproc.report.command import inspect_cmd
+from videoproc.report.output import format_table, inspect_output, sheet_png, write_html, write_sheet
 from videoproc.report.sheet import LABEL_H, MARGIN, pick
-from videoproc.testmedia import Clip
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import read_output, write_manifest
-from videoproc.config import build_options
-from videoproc.errors import ManifestError
-from videoproc.job import run_preprocess
-from videoproc.manifest import derived_id, read_manifest
+from videoproc.common.errors import ManifestError
+from videoproc.preprocess.config import build_options
+from videoproc.preprocess.job import run_preprocess
+from videoproc.preprocess.manifest import derived_id, read_manifest
 
 
 def _rows(n: int, start: int = 0) -> dict:

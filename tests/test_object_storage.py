@@ -113,7 +113,7 @@ def test_write_failure_on_object_storage_leaves_shard_for_next_run(ceph_s3, tmp_
     assert sorted(rows.column("id").to_pylist()) == [f"clip-{i}" for i in range(len(CLIPS))]
 
 
-# --- one writer per output on object storage (videoproc.runlock) ----------------------------------
+# --- one writer per output on object storage (videoproc.common.runlock) ----------------------------------
 
 LOCK_CLIPS = ["carphone_pristine.mp4", "h265_video.mp4", "video_90.mov", "av1_video.mkv"]
 
@@ -245,8 +245,8 @@ def check_lease_rules(server: s3.S3Server, bucket: str) -> None:
     import io
     import threading
 
-    from videoproc.runlock import LockLost, OutputLocked, hold_output
-    from videoproc.storage import locate
+    from videoproc.common.runlock import LockLost, OutputLocked, hold_output
+    from videoproc.common.storage import locate
 
     s3.make_bucket(server, bucket)
     out = locate(f"s3://{bucket}/out", storage_options=s3.storage_options(server))

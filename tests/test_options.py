@@ -7,18 +7,12 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from videoproc.config import build_options, load_config, merge_flags
-from videoproc.errors import OptionsError
-from videoproc.options import (
-    DEFAULT_NUM_FRAMES,
-    MAX_SIDE,
-    PreprocessOptions,
-    RunOptions,
-    SourceOptions,
-    VideoOptions,
-    parse_bytes,
-    parse_size,
-)
+from videoproc.common.checks import parse_bytes
+from videoproc.common.errors import OptionsError
+from videoproc.preprocess.config import build_options, load_config, merge_flags
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import DEFAULT_NUM_FRAMES, MAX_SIDE, VideoOptions, parse_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -310,14 +304,14 @@ def captured(monkeypatch):
 
     def fake_run(options, **_):
         seen.append(options)
-        from videoproc.job import RunReport
+        from videoproc.preprocess.job import RunReport
 
         summary = {"rows_ok": 0, "rows_failed": 0, "rows_total": 0, "output": options.output,
                    "shards_committed": 0, "shards_total": 0, "shards_pending": 0, "top_errors": {},
                    "elapsed_s": 0.0}
         return RunReport(summary=summary, exit_code=0)
 
-    monkeypatch.setattr("videoproc.job.run_preprocess", fake_run)
+    monkeypatch.setattr("videoproc.preprocess.job.run_preprocess", fake_run)
     return seen
 
 

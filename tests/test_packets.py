@@ -10,12 +10,12 @@ import pytest
 
 from tests.conftest import REAL_DIR
 from tests.helpers import LONG_GOP, decode_file, named_clip
-from videoproc.decode import FrameDecoder
-from videoproc.options import SourceOptions
-from videoproc.packets import KEEP_PACKETS_BYTES
-from videoproc.probe import probe_keeping_packets
-from videoproc.resize import FrameConverter, plan_resize
 from videoproc.source import open_uri
+from videoproc.source.options import SourceOptions
+from videoproc.video.decode import FrameDecoder
+from videoproc.video.packets import KEEP_PACKETS_BYTES
+from videoproc.video.probe import probe_keeping_packets
+from videoproc.video.resize import FrameConverter, plan_resize
 
 CASES = [
     ("real/av1_video.mkv", [0, 40, 41, 124]),

@@ -8,13 +8,14 @@ import os
 import av
 import pytest
 
-import videoproc.process
+import videoproc.video.process
 from tests.helpers import named_clip
-from videoproc.mp4index import video_composition_offsets
-from videoproc.options import SourceOptions, VideoOptions
-from videoproc.probe import probe
-from videoproc.probe_index import probe_from_index
-from videoproc.process import VideoTask, process_video
+from videoproc.source.options import SourceOptions
+from videoproc.video.mp4index import video_composition_offsets
+from videoproc.video.options import VideoOptions
+from videoproc.video.probe import probe
+from videoproc.video.probe_index import probe_from_index
+from videoproc.video.process import VideoTask, process_video
 
 MP4S = ["real/carphone_pristine.mp4", "real/h264_10bits.mp4", "real/h265_video.mp4", "real/nasa_13013.mp4",
         "real/video_90.mov", "generated/testsrc_h264_3s.mp4", "generated/rotated_90.mp4", "long_gop",
@@ -62,7 +63,7 @@ def test_a_lying_table_is_caught_while_decoding_and_the_scan_takes_over(name, li
         info = probe_from_index(container, offsets, file_size=file_size, max_frames=max_frames)
         return dataclasses.replace(info, pts=lie(info.pts))
 
-    monkeypatch.setattr(videoproc.process, "probe_from_index", lying)
+    monkeypatch.setattr(videoproc.video.process, "probe_from_index", lying)
     result = row(path)
     assert calls, "the MP4 tables were not used"
     assert result.status == "ok", result.error

@@ -22,17 +22,18 @@ import pytest
 from tests.conftest import GENERATED_DIR, REAL_DIR
 from tests.hooks import faulting_job
 from tests.servers.ray_cluster import RayCluster, foreign_connections, process_cmdline
-from videoproc import executor, storage
-from videoproc.config import build_options
-from videoproc.errors import OptionsError
-from videoproc.job import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS_FAILED, run_preprocess
-from videoproc.manifest import read_manifest
-from videoproc.options import PreprocessOptions
-from videoproc.process import VideoTask
-from videoproc.runstate import Shard
-from videoproc.shards import ShardWork
-from videoproc.testmedia import SAMPLE_CLIPS
-from videoproc.write import output_schema
+from videoproc.common import storage
+from videoproc.common.errors import OptionsError
+from videoproc.common.testmedia import SAMPLE_CLIPS
+from videoproc.preprocess import executor
+from videoproc.preprocess.config import build_options
+from videoproc.preprocess.job import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS_FAILED, run_preprocess
+from videoproc.preprocess.manifest import read_manifest
+from videoproc.preprocess.options import PreprocessOptions
+from videoproc.preprocess.runstate import Shard
+from videoproc.preprocess.shards import ShardWork
+from videoproc.preprocess.write import output_schema
+from videoproc.video.process import VideoTask
 
 # A hung cluster should fail its test in minutes, not at the suite-wide limit.
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -146,11 +147,11 @@ def test_shard_lost_for_good_is_finished_by_a_rerun(ray_cluster, sample_manifest
                                                     monkeypatch):
     """With no retries left, the shard of the killed node stays uncommitted (exit 4, the error
     names the shard), and a plain re-run finishes the output with the local executor's rows."""
-    import videoproc.executor_ray
+    import videoproc.preprocess.executor_ray
 
     local_out, local_report = local_reference
     output = str(tmp_path / "ray")
-    monkeypatch.setattr(videoproc.executor_ray, "TASK_MAX_RETRIES", 0)
+    monkeypatch.setattr(videoproc.preprocess.executor_ray, "TASK_MAX_RETRIES", 0)
     monkeypatch.chdir(ROOT)
     killed = threading.Event()
     watcher = threading.Thread(target=_kill_when_busy, args=(ray_cluster, ray_cluster.workers[0], killed), daemon=True)
@@ -290,7 +291,7 @@ def test_cluster_talks_over_loopback_only(ray_cluster):
 def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
     """What a task retry does to storage, without Ray: running a shard's task twice (the first
     attempt's result lost with its node) leaves one file, byte-identical, and no temporary."""
-    from videoproc.executor_ray import run_shard
+    from videoproc.preprocess.executor_ray import run_shard
 
     path = _write_manifest(str(tmp_path / "m.parquet"), [sample_clips["vfr.mkv"], sample_clips["rotated_90.mp4"]])
     manifest = read_manifest(path)
@@ -314,7 +315,7 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
 
 
 def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
-    from videoproc.executor import make_executor
+    from videoproc.preprocess.job import make_executor
 
     monkeypatch.setitem(sys.modules, "ray", None)
     options = _options(str(tmp_path / "m.parquet"), str(tmp_path / "out"), executor="ray")
@@ -324,7 +325,7 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_unreachable_address_fails_fast_with_the_fix():
-    from videoproc.executor_ray import _check_reachable
+    from videoproc.common.ray_cluster import _check_reachable
 
     expected = (r"cannot reach the Ray cluster at 127\.0\.0\.1:1: "
                 r".*--ray-address must be auto or the head node's HOST:PORT")

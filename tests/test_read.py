@@ -18,8 +18,8 @@ import pytest
 
 from tests.runs import NUM_FRAMES, SIZE, stored_rows
 from tests.servers import s3
+from videoproc.preprocess.write import FORMAT_VERSION, METADATA_KEY
 from videoproc.read import FrameDataset, ReadError, iter_rows, list_units
-from videoproc.write import FORMAT_VERSION, METADATA_KEY
 
 
 def ok_ids(output: str) -> set[str]:

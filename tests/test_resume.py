@@ -17,11 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REAL_DIR, ROOT
-from videoproc.errors import ResumeError
-from videoproc.job import run_preprocess
-from videoproc.options import PreprocessOptions, RunOptions, VideoOptions
-from videoproc.status import format_status, read_status
-from videoproc.testmedia import COLOUR_CLIPS
+from videoproc.common.errors import ResumeError
+from videoproc.common.testmedia import COLOUR_CLIPS
+from videoproc.preprocess.job import run_preprocess
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
+from videoproc.preprocess.status import format_status, read_status
+from videoproc.video.options import VideoOptions
 
 CLIPS = ["carphone_pristine.mp4", "h265_video.mp4", "video_90.mov", "h264_10bits.mp4", "av1_video.mkv"]
 
@@ -242,15 +243,15 @@ def test_ctrl_c_exits_130_leaves_no_partial_file_and_resumes(tmp_path):
 def test_shard_write_time_counts_the_publish_once(tmp_path, monkeypatch):
     import json
 
-    import videoproc.storage
+    import videoproc.common.storage
 
-    publish = videoproc.storage.put_file_atomic
+    publish = videoproc.common.storage.put_file_atomic
 
     def slow_publish(*args, **kwargs):
         time.sleep(0.5)
         return publish(*args, **kwargs)
 
-    monkeypatch.setattr(videoproc.storage, "put_file_atomic", slow_publish)
+    monkeypatch.setattr(videoproc.common.storage, "put_file_atomic", slow_publish)
     manifest = write_manifest(tmp_path / "m.parquet", clip_uris(2))
     run_preprocess(options(manifest, tmp_path / "out", workers=1, shard_size=2))
     with open(tmp_path / "out" / "_videoproc" / "shards" / "part-00000.json") as f:

@@ -18,12 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REAL_DIR, ROOT
-from videoproc.errors import OptionsError, ResumeError
-from videoproc.job import run_preprocess
-from videoproc.options import PreprocessOptions, RunOptions, VideoOptions
-from videoproc.runlock import LOCK_NAME, LockLost, OutputLocked, hold_output
-from videoproc.runstate import RunState, Shard
-from videoproc.storage import locate
+from videoproc.common.errors import OptionsError, ResumeError
+from videoproc.common.runlock import LOCK_NAME, LockLost, OutputLocked, hold_output
+from videoproc.common.storage import locate
+from videoproc.preprocess.job import run_preprocess
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
+from videoproc.preprocess.runstate import RunState, Shard
+from videoproc.video.options import VideoOptions
 
 CLIPS = ["carphone_pristine.mp4", "h265_video.mp4", "video_90.mov", "av1_video.mkv"]
 ROWS = 8
@@ -176,7 +177,7 @@ def test_lock_lease_is_validated():
 
 
 def test_a_job_file_cannot_break_locks(tmp_path):
-    from videoproc.config import load_config
+    from videoproc.preprocess.config import load_config
 
     (tmp_path / "job.toml").write_text("break-lock = true\nlock-lease = 30\n")
     with pytest.raises(OptionsError, match=r"job file .*job.toml sets break_lock.*pass --break-lock by hand"):
@@ -259,7 +260,7 @@ def test_overwrite_of_an_empty_or_missing_folder_is_fine(tmp_path):
 
 
 def test_status_counts_only_markers_of_the_current_run(tmp_path):
-    from videoproc.status import read_status
+    from videoproc.preprocess.status import read_status
 
     manifest = write_manifest(tmp_path / "m.parquet", rows=4)
     out = tmp_path / "out"

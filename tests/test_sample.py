@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from videoproc.sample import (
+from videoproc.video.sample import (
     cap_count,
     fps_indices,
     fps_times,

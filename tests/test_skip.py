@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import videoproc.skip
+import videoproc.video.skip
 from tests.conftest import REAL_DIR, ffmpeg_frames
 from tests.helpers import HEVC_OPEN_GOP, LONG_GOP, cli_frames, decode_file, named_clip
-from videoproc.sample import keyframe_bound, uniform_indices
-from videoproc.skip import NonReferenceSkipper
+from videoproc.video.sample import keyframe_bound, uniform_indices
+from videoproc.video.skip import NonReferenceSkipper
 
 # H.264 and HEVC clips with B-frames that reference nothing: skipping must show in the counts.
 WITH_NONREF = ["real/carphone_pristine.mp4", "real/nasa_13013.mp4",
@@ -26,7 +26,7 @@ def sparse_targets(n: int) -> list[int]:
 
 def decode_without_skipping(monkeypatch, *args, **kwargs):
     with monkeypatch.context() as m:
-        m.setattr(videoproc.skip, "NONREF_SKIP_CODECS", frozenset())
+        m.setattr(videoproc.video.skip, "NONREF_SKIP_CODECS", frozenset())
         return decode_file(*args, **kwargs)
 
 
@@ -37,7 +37,7 @@ def test_skipping_decodes_fewer_frames_and_returns_the_clis(name, threads, sampl
     ref = ffmpeg_frames(path)
     targets = sparse_targets(len(ref))
     info, out = decode_file(path, targets, threads=threads)
-    assert info.codec in videoproc.skip.NONREF_SKIP_CODECS
+    assert info.codec in videoproc.video.skip.NONREF_SKIP_CODECS
     assert out.indices == targets
     for slot, target in enumerate(targets):
         assert np.array_equal(out.frames[slot], ref[target]), f"frame {target} differs from the CLI's"
@@ -83,7 +83,7 @@ def test_a_damaged_target_still_gets_the_nearest_earlier_decodable_frame(monkeyp
 def test_keyframe_mode_and_other_codecs_decode_every_frame_they_meet():
     path = os.path.join(REAL_DIR, "no_duration.webm")  # VP9: libvpx's skip_frame is not per packet
     info, out = decode_file(path, [0, 30, 60])
-    assert info.codec not in videoproc.skip.NONREF_SKIP_CODECS
+    assert info.codec not in videoproc.video.skip.NONREF_SKIP_CODECS
     assert out.stats.frames_decoded == keyframe_bound([0, 30, 60], info.keyframes)
 
 

@@ -9,10 +9,11 @@ import shutil
 import pytest
 
 from tests.conftest import REAL_DIR
-from videoproc.errors import SourceError
-from videoproc.options import SourceOptions, VideoOptions
-from videoproc.process import VideoTask, process_video
+from videoproc.common.errors import SourceError
 from videoproc.source import open_uri
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import VideoOptions
+from videoproc.video.process import VideoTask, process_video
 
 CLIP = os.path.join(REAL_DIR, "h265_video.mp4")
 

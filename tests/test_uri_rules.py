@@ -15,12 +15,13 @@ import socket
 
 import pytest
 
-from videoproc.errors import OptionsError, SourceError
-from videoproc.options import SourceOptions, VideoOptions
-from videoproc.process import VideoTask, process_video
+from videoproc.common.errors import OptionsError, SourceError
 from videoproc.source import addresses, safety
+from videoproc.source.options import SourceOptions
 from videoproc.source.prefixes import check_location, normalise_location
 from videoproc.source.uri import parse_uri
+from videoproc.video.options import VideoOptions
+from videoproc.video.process import VideoTask, process_video
 
 VIDEO = VideoOptions(num_frames=4, size=(32, 24))
 
@@ -125,7 +126,7 @@ def test_symlink_to_a_device_is_refused(tmp_path):
 
 
 def test_unexpected_exception_is_a_failed_row_naming_its_type(monkeypatch, sample_clips):
-    import videoproc.process as process
+    import videoproc.video.process as process
 
     def broken(*args, **kwargs):
         raise TypeError("unsupported operand")
@@ -326,7 +327,7 @@ def test_own_output_is_refused_for_local_runs(tmp_path):
 
 
 def test_build_options_passes_the_output_and_lists(tmp_path):
-    from videoproc.config import build_options
+    from videoproc.preprocess.config import build_options
 
     options = build_options(manifest="m.parquet", values={
         "output": str(tmp_path / "out"), "allowed_prefixes": "s3://b/in, /data/videos",

@@ -60,8 +60,8 @@ def test_missing_tensorrt_llm_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_locked_output_is_refused(tmp_path):
+    from videoproc.common.storage import locate
     from videoproc.generate.lock import output_lock
-    from videoproc.storage import locate
 
     queue = write_queue(tmp_path / "q.parquet", [dict(prompt="p")])
     with output_lock(locate(str(tmp_path / "out"))):

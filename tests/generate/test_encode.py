@@ -12,8 +12,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from videoproc.common.storage import locate
 from videoproc.generate.encode import encode_mp4, partial_name, write_video
-from videoproc.storage import locate
 
 # 75% SMPTE-style bars plus full primaries, black, white and two mixed colours.
 BARS = np.array([

@@ -1,4 +1,4 @@
-"""One runner per output folder for the generation stage: the shared output lock (videoproc.runlock)
+"""One runner per output folder for the generation stage: the shared output lock (videoproc.common.runlock)
 with real `generate` processes, locally and on a Ceph RADOS Gateway."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 
 from gen_helpers import REPO, read_records, run_queue, write_queue
 from tests.servers import s3
+from videoproc.common.storage import locate
 from videoproc.generate.lock import LOCK_NAME, OutputLocked, output_lock
-from videoproc.storage import locate
 
 ROWS = [dict(id=f"r{i}", prompt=f"prompt {i}", size="32x32", num_frames=9, num_inference_steps=4, seed=i)
         for i in range(8)]  # long enough that two runs started together overlap

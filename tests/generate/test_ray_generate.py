@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from gen_helpers import read_records, write_queue
 from tests.servers.ray_cluster import RayCluster, process_cmdline
-from videoproc.errors import OptionsError
+from videoproc.common.errors import OptionsError
 from videoproc.generate import GenerateOptions, run
 from videoproc.generate.command import generate
 from videoproc.generate.engines import open_engine

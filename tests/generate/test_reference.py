@@ -16,7 +16,7 @@ from tests.servers.http_server import HttpTestServer
 from videoproc.generate.options import ReferenceRules
 from videoproc.generate.reference import load_reference
 from videoproc.generate.requests import RequestError
-from videoproc.options import SourceOptions
+from videoproc.source.options import SourceOptions
 
 
 def test_local_path(reference_png):

@@ -188,8 +188,8 @@ def test_output_on_object_storage(small_rows, tmp_path):
 
 def test_records_written_before_keys_and_uint64_seeds_are_consolidated(tmp_path):
     """An output of an earlier version: records without `key`, with int64 seeds."""
+    from videoproc.common.storage import locate
     from videoproc.generate import records as rec
-    from videoproc.storage import locate
 
     old_schema = pa.schema([f.with_type(pa.int64()) if f.name == "seed" else f
                             for f in rec.RECORD_SCHEMA if f.name != "key"])

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from videoproc.config import parse_list
+from videoproc.common.checks import parse_bytes, parse_json_object, parse_list
 from videoproc.generate.options import (
     DEVICES,
     DTYPES,
@@ -17,7 +17,6 @@ from videoproc.generate.options import (
     Limits,
     ReferenceRules,
 )
-from videoproc.options import parse_bytes, parse_json_object
 
 EXIT_REFUSED = 2
 EXIT_SOME_FAILED = 3

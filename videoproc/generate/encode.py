@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from videoproc.storage import Location, put_file_atomic
+from videoproc.common.storage import Location, put_file_atomic
 
 CRF = 17  # x264 quality: visually lossless, so the test colour bars come back within a few levels
 _COLOUR = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]

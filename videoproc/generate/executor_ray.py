@@ -1,6 +1,6 @@
 """The generation queue on a Ray cluster: one actor per GPU, each running one request at a time.
 
-Each actor loads the models once and calls `runner.run_request`, which writes the MP4 and then the
+Each actor loads the models once and calls `worker.run_request`, which writes the MP4 and then the
 record file straight to the output storage and returns only a small `Outcome`, so videos never
 pass through the driver. The driver holds the output lock for the whole run and hands each actor
 the next pending request when it finishes one (a pull loop: a long request never holds up a free
@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from videoproc.errors import OptionsError
-from videoproc.executor_ray import connect as join_cluster
-from videoproc.executor_ray import first_line, import_ray
+from videoproc.common.errors import OptionsError
+from videoproc.common.ray_cluster import connect as join_cluster
+from videoproc.common.ray_cluster import first_line, import_ray
+from videoproc.common.storage import exists
 from videoproc.generate.engines import EngineError
 from videoproc.generate.options import GenerateOptions
-from videoproc.generate.runner import Outcome, Worker, completed_record, open_engines, record_lost, run_request
-from videoproc.storage import exists
+from videoproc.generate.worker import Outcome, Worker, completed_record, open_engines, record_lost, run_request
 
 # Attempts per request, the first included: an actor lost mid-request is usually its node's fault,
 # so one more try elsewhere is worth it; a request that has killed three actors is the problem.

@@ -1,6 +1,6 @@
 """One runner per output folder: the generation stage takes the shared output lock.
 
-See videoproc.runlock for how it works: a kernel lock (flock) on `OUTPUT/.videoproc.lock` locally,
+See videoproc.common.runlock for how it works: a kernel lock (flock) on `OUTPUT/.videoproc.lock` locally,
 which dies with its holder, and a renewed lease on object storage, created with a conditional PUT.
 """
 
@@ -10,8 +10,8 @@ import sys
 from contextlib import AbstractContextManager
 from typing import TextIO
 
-from videoproc.runlock import DEFAULT_LEASE_S, LOCK_NAME, Lease, LockLost, OutputLocked, hold_output
-from videoproc.storage import Location
+from videoproc.common.runlock import DEFAULT_LEASE_S, LOCK_NAME, Lease, LockLost, OutputLocked, hold_output
+from videoproc.common.storage import Location
 
 __all__ = ["LOCK_NAME", "Lease", "LockLost", "OutputLocked", "output_lock"]
 

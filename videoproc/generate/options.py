@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from videoproc.options import SourceOptions
+    from videoproc.source.options import SourceOptions
 
-from videoproc.options import check_lock_lease
-from videoproc.runlock import DEFAULT_LEASE_S
+from videoproc.common.runlock import DEFAULT_LEASE_S, check_lock_lease
 
 Engine = Literal["diffusers", "tensorrt-llm"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -72,7 +71,7 @@ class ReferenceRules:
 
     def source(self, *, output: str | None, storage_options: dict) -> SourceOptions:
         """The SourceOptions a reference is read with; `output` (the run's) is never readable."""
-        from videoproc.options import SourceOptions
+        from videoproc.source.options import SourceOptions
 
         return SourceOptions(
             storage_options=storage_options, local_root=self.local_root, allowed_domains=self.allowed_domains,
@@ -95,7 +94,7 @@ class GenerateOptions:
     cluster); both Ray fields are refused with the local executor.
 
     `break_lock` takes an object-storage output's lock from the run holding it; `lock_lease` is how
-    many seconds that lock lasts without renewal (default 60; see videoproc.runlock).
+    many seconds that lock lasts without renewal (default 60; see videoproc.common.runlock).
     `references` are the rules for reading `input_reference` images (ReferenceRules).
     """
 

@@ -18,7 +18,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videoproc.storage import Location, list_names, read_parquet, write_bytes_atomic
+from videoproc.common.storage import Location, list_names, read_parquet, write_bytes_atomic
 
 RECORD_FILES_KEY = b"videoproc.record_files"
 

@@ -16,10 +16,10 @@ import io
 import warnings
 from typing import Any
 
-from videoproc.errors import SourceError
+from videoproc.common.errors import SourceError
 from videoproc.generate.requests import RequestError
-from videoproc.options import SourceOptions
 from videoproc.source import open_uri
+from videoproc.source.options import SourceOptions
 from videoproc.source.uri import shorten
 
 # What Pillow decodes that a reference may be; anything else (EPS, PSD, ICNS...) is refused, since

@@ -22,9 +22,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from videoproc.common.storage import locate, read_parquet
 from videoproc.generate.models import ModelRef, ModelSpec
 from videoproc.generate.options import Fit, Limits
-from videoproc.storage import locate, read_parquet
 
 REQUEST_FIELDS = (
     "id", "prompt", "model", "negative_prompt", "size", "seconds", "fps", "num_frames",

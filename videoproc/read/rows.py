@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videoproc import storage
+from videoproc.common import storage
+from videoproc.preprocess.write import BASE_NAMES
 from videoproc.read.units import ReadError, Unit
-from videoproc.write import BASE_NAMES
 
 Layout = Literal["THWC", "TCHW"]
 LAYOUTS = ("THWC", "TCHW")

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 
-from videoproc import storage
-from videoproc.runstate import DATA_DIR, RunState
-from videoproc.write import FORMAT_VERSION, METADATA_KEY
+from videoproc.common import storage
+from videoproc.preprocess.runstate import DATA_DIR, RunState
+from videoproc.preprocess.write import FORMAT_VERSION, METADATA_KEY
 
 T = TypeVar("T")
 

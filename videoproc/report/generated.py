@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from videoproc import storage
+from videoproc.common import storage
 from videoproc.report.facts import FAILED_LIMIT, Inspection, count_errors
 from videoproc.report.sheet import Strip, pick
 

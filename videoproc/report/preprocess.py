@@ -9,12 +9,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from videoproc import storage
+from videoproc.common import storage
+from videoproc.preprocess.status import read_status
 from videoproc.read.rows import UnitReader, ok_rows
 from videoproc.read.units import Unit, list_units
 from videoproc.report.facts import FAILED_LIMIT, Inspection, count_errors
 from videoproc.report.sheet import Strip, pick
-from videoproc.status import read_status
 
 INDEX_COLUMNS = ["id", "uri", "status", "error"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from videoproc.options import SourceOptions
 from videoproc.source.counting import CountingReader
+from videoproc.source.options import SourceOptions
 from videoproc.source.prefixes import check_location
 from videoproc.source.uri import OBJECT_STORE_SCHEMES, ParsedURI, parse_uri
 

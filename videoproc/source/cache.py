@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from videoproc.options import SourceOptions
+from videoproc.source.options import SourceOptions
 
 # Measured on a 30 s 320x240 short-GOP MP4, 16 frames: 64 KiB blocks fetch 47% of the file,
 # 128 KiB 63%, 256 KiB 92% (the demuxer itself reads 28%); small blocks cost requests only on

@@ -7,8 +7,8 @@ import binascii
 import io
 from urllib.parse import unquote
 
-from videoproc.errors import SourceError
-from videoproc.options import SourceOptions
+from videoproc.common.errors import SourceError
+from videoproc.source.options import SourceOptions
 
 
 def open_data_uri(uri: str, *, options: SourceOptions) -> io.BytesIO:

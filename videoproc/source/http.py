@@ -25,9 +25,9 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
-from videoproc.errors import SourceError
-from videoproc.options import SourceOptions
+from videoproc.common.errors import SourceError
 from videoproc.source.cache import BLOCK_SIZE, BlockReader, BlockStore, cache_key, open_cached
+from videoproc.source.options import SourceOptions
 from videoproc.source.prefixes import check_location
 from videoproc.source.safety import Target, check_url, redact, split_url
 from videoproc.source.uri import parse_uri

@@ -12,8 +12,8 @@ import os
 import stat
 from typing import BinaryIO
 
-from videoproc.errors import SourceError
-from videoproc.options import SourceOptions
+from videoproc.common.errors import SourceError
+from videoproc.source.options import SourceOptions
 
 _KINDS = {
     stat.S_IFDIR: "a directory",

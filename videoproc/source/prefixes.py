@@ -13,11 +13,14 @@ force, since a server may resolve them to somewhere else.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from videoproc.errors import OptionsError, SourceError
-from videoproc.options import SourceOptions
+from videoproc.common.errors import OptionsError, SourceError
 from videoproc.source.uri import ParsedURI, parse_uri, shorten
+
+if TYPE_CHECKING:  # SourceOptions normalises its prefixes here, so it imports this module
+    from videoproc.source.options import SourceOptions
 
 _ALIASES = {"s3a": "s3", "gcs": "gs", "az": "abfs", "abfss": "abfs"}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import fsspec
 
-from videoproc.errors import SourceError
-from videoproc.options import SourceOptions
+from videoproc.common.errors import SourceError
 from videoproc.source.cache import BlockReader, BlockStore, cache_key, open_cached
+from videoproc.source.options import SourceOptions
 
 
 def open_remote(uri: str, *, options: SourceOptions) -> BlockReader:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from videoproc.errors import SourceError
-from videoproc.options import SourceOptions
+from videoproc.common.errors import SourceError
 from videoproc.source.addresses import IPAddress, PrivateHostRule, special_purpose_entry
+from videoproc.source.options import SourceOptions
 
 Scheme = Literal["http", "https"]
 

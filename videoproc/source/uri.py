@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from videoproc.errors import SourceError
+from videoproc.common.errors import SourceError
 
 # Object stores whose endpoint and credentials come from the operator's configuration. Other
 # fsspec protocols (ftp, sftp, webhdfs...) would let a manifest row reach any host, past the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from videoproc.generate.engines import EngineCall, EngineError, StepCallback, to_uint8_frames
+from videoproc.generate.engines.base import EngineCall, EngineError, StepCallback, to_uint8_frames
 from videoproc.generate.models import ModelRef
 
 _EXTRA_HINT = "install the generation extra: pip install 'videoproc[generate]'"

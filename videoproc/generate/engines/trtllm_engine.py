@@ -13,7 +13,7 @@ import inspect
 import sys
 from typing import Any
 
-from videoproc.generate.engines import EngineCall, EngineError, StepCallback, to_uint8_frames
+from videoproc.generate.engines.base import EngineCall, EngineError, StepCallback, to_uint8_frames
 from videoproc.generate.models import ModelRef
 
 _IMAGE_NAMES = ("image", "input_reference", "image_reference")  # newest first

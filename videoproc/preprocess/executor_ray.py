@@ -21,29 +21,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from videoproc import executor as local_executor
-from videoproc import storage
-from videoproc.errors import OptionsError
-from videoproc.executor import OnResult
-from videoproc.options import PreprocessOptions
-from videoproc.pool import WorkerConfig, WorkerPool
-from videoproc.process import VideoResult, VideoTask, process_video
-from videoproc.runstate import RunState
-from videoproc.shards import ShardAssembler, ShardOutcome, ShardWork
+from videoproc.common import storage
+from videoproc.common.ray_cluster import connect, first_line, import_ray
+from videoproc.preprocess import executor as local_executor
+from videoproc.preprocess.executor import OnResult
+from videoproc.preprocess.options import PreprocessOptions
+from videoproc.preprocess.pool import WorkerConfig, WorkerPool
+from videoproc.preprocess.runstate import RunState
+from videoproc.preprocess.shards import ShardAssembler, ShardOutcome, ShardWork
+from videoproc.video.process import VideoResult, VideoTask, process_video
 
 # Ray's own default, spelled out: a task lost with its node is re-run this many times on the others.
 TASK_MAX_RETRIES = 3
 # Shards submitted ahead of the free CPUs: enough to keep every node busy between ray.wait calls,
 # few enough that a long manifest's task arguments do not all sit in the object store at once.
 IN_FLIGHT_PER_CPU = 2
-# ray.init waits minutes on an address where nothing listens; a plain TCP connect answers in seconds.
-CONNECT_CHECK_TIMEOUT_S = 10.0
 RowStatus = tuple[int, str, str | None]
 
 
@@ -167,50 +164,6 @@ class RayExecutor:
         return outcome
 
 
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise OptionsError(
-            f"--executor ray needs Ray, which is not installed here ({exc}); install it with "
-            "pip install 'videoproc[ray]' on this machine and every worker node, or use --executor local"
-        ) from None
-    return ray
-
-
-def connect(ray: Any, address: str | None) -> bool:
-    """Join the cluster unless this process already has; True when this call connected."""
-    if ray.is_initialized():
-        return False
-    _check_reachable(address)
-    kwargs = {} if address is None else {"address": address}
-    try:
-        ray.init(**kwargs)
-    except (ConnectionError, ValueError) as exc:
-        raise OptionsError(
-            f"cannot connect to the Ray cluster at {address or 'the default address'}: "
-            f"{first_line(exc)}; check --ray-address (auto, or the head's HOST:PORT as printed by "
-            "`ray start --head`) and that the cluster is running"
-        ) from exc
-    return True
-
-
-def _check_reachable(address: str | None) -> None:
-    """Fail fast on a HOST:PORT nobody listens at; other forms (auto, ray://) are Ray's to resolve."""
-    if address is None or address == "auto" or "://" in address or ":" not in address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_CHECK_TIMEOUT_S):
-            return
-    except (OSError, ValueError) as exc:
-        raise OptionsError(
-            f"cannot reach the Ray cluster at {address}: {exc}; --ray-address must be auto or the "
-            "head node's HOST:PORT (the GCS port printed by `ray start --head`, 6379 by default), "
-            "and the cluster must be running"
-        ) from None
-
-
 def _cancel(ray: Any, ref: Any) -> None:
     # An interrupted or failed run must not leave tasks decoding on the cluster; a task that just
     # finished cannot be cancelled, which is fine.
@@ -225,9 +178,3 @@ def _not_shared(state: RunState, work: ShardWork) -> str:
         "driver: a local --output must be a folder every node shares (the same path on a shared "
         "filesystem); otherwise write to object storage (s3://...)"
     )
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-

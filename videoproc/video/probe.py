@@ -17,8 +17,8 @@ from typing import Literal
 
 import av
 
-from videoproc.errors import VideoError
-from videoproc.memory import DEFAULT_MAX_FRAMES, PACKET_OVERHEAD_BYTES, too_many_frames
+from videoproc.common.errors import VideoError
+from videoproc.common.memory import DEFAULT_MAX_FRAMES, PACKET_OVERHEAD_BYTES, too_many_frames
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from videoproc.runstate import Shard
+from videoproc.preprocess.runstate import Shard
 
 
 def summarize(

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from videoproc.memory import WORKER_MEMORY_OPTION, limit_worker_memory
-from videoproc.process import VideoResult, VideoTask, failed
+from videoproc.common.memory import WORKER_MEMORY_OPTION, limit_worker_memory
+from videoproc.video.process import VideoResult, VideoTask, failed
 
 START_TIMEOUT_S = 120.0
 WORKER_NICENESS = 5

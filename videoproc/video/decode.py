@@ -17,13 +17,13 @@ from typing import Any
 import av
 import numpy as np
 
-from videoproc.errors import VideoError
-from videoproc.options import SeekMode
-from videoproc.packets import ContainerPackets, KeptPackets
-from videoproc.probe import VideoProbe
-from videoproc.probe_index import check_timestamp
-from videoproc.sample import nearest_keyframes
-from videoproc.skip import NonReferenceSkipper
+from videoproc.common.errors import VideoError
+from videoproc.video.options import SeekMode
+from videoproc.video.packets import ContainerPackets, KeptPackets
+from videoproc.video.probe import VideoProbe
+from videoproc.video.probe_index import check_timestamp
+from videoproc.video.sample import nearest_keyframes
+from videoproc.video.skip import NonReferenceSkipper
 
 Frame = Any  # av.VideoFrame; kept loose so the converter can be any callable
 

@@ -1,7 +1,7 @@
 """The probe's fast path for MP4/MOV: the timeline from the container's sample tables alone.
 
 Decode timestamps and keyframe flags come from FFmpeg's index, composition offsets from the `ctts`
-box (videoproc.mp4index), so no media data is read. The result is checked as frames are decoded:
+box (videoproc.video.mp4index), so no media data is read. The result is checked as frames are decoded:
 a decoded timestamp missing from this timeline raises TimelineMismatch, and the caller falls back
 to the packet scan, so a file this path misreads costs time, never a wrong frame. The index is
 counted before it is read: one longer than the frame budget of --max-alloc fails the row.
@@ -9,10 +9,10 @@ counted before it is read: one longer than the frame budget of --max-alloc fails
 
 from __future__ import annotations
 
-from videoproc.errors import VideoError
-from videoproc.memory import DEFAULT_MAX_FRAMES, too_many_frames
-from videoproc.mp4index import OffsetRuns
-from videoproc.probe import VideoProbe, first_video_stream, timeline_probe
+from videoproc.common.errors import VideoError
+from videoproc.common.memory import DEFAULT_MAX_FRAMES, too_many_frames
+from videoproc.video.mp4index import OffsetRuns
+from videoproc.video.probe import VideoProbe, first_video_stream, timeline_probe
 
 
 class TimelineMismatch(Exception):

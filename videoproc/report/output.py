@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 
-from videoproc import storage
+from videoproc.common import storage
 from videoproc.read.units import ReadError
 from videoproc.report.facts import Inspection, format_table
 from videoproc.report.generated import inspect_generation, is_generation_output

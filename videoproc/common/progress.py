@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
+ProgressMode = Literal["auto", "bar", "lines", "off"]
+
 
 @dataclass(kw_only=True)
 class Progress:
@@ -18,7 +20,7 @@ class Progress:
 
     total: int
     label: str = "videos"
-    mode: Literal["auto", "bar", "lines", "off"] = "auto"
+    mode: ProgressMode = "auto"
     interval: float = 10.0
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     done: int = 0

@@ -1,6 +1,7 @@
-"""Executors turn planned shards into written shards. The local one runs a process pool here; the
-Ray one (videoproc.executor_ray) runs one task per shard on a cluster. Both yield ShardOutcomes
-and leave committing to the job, which owns the run state."""
+"""Executors turn planned shards into written shards. The local one (here) runs a process pool; the
+Ray one (videoproc.preprocess.executor_ray) runs one task per shard on a cluster. Both yield
+ShardOutcomes and leave committing to the job, which owns the run state and picks the executor
+(job.make_executor)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from videoproc.options import PreprocessOptions
-from videoproc.pool import WorkerConfig, WorkerPool
-from videoproc.process import VideoResult, process_video
-from videoproc.runstate import RunState
-from videoproc.shards import ShardAssembler, ShardOutcome, ShardWork
+from videoproc.preprocess.options import PreprocessOptions
+from videoproc.preprocess.pool import WorkerConfig, WorkerPool
+from videoproc.preprocess.runstate import RunState
+from videoproc.preprocess.shards import ShardAssembler, ShardOutcome, ShardWork
+from videoproc.video.process import VideoResult, process_video
 
 OnResult = Callable[[VideoResult], None]
 
@@ -68,10 +69,3 @@ class LocalExecutor:
                 for assembler in open_shards.values():
                     assembler.abort()
 
-
-def make_executor(options: PreprocessOptions) -> Executor:
-    if options.run.executor == "ray":
-        from videoproc.executor_ray import RayExecutor
-
-        return RayExecutor(options)
-    return LocalExecutor(options)

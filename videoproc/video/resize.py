@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from videoproc.options import ResizeMode
+from videoproc.video.options import ResizeMode
 
 
 @dataclass(frozen=True, kw_only=True)

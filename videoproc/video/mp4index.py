@@ -26,8 +26,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from videoproc.errors import VideoError
-from videoproc.memory import DEFAULT_MAX_FRAMES, too_many_frames
+from videoproc.common.errors import VideoError
+from videoproc.common.memory import DEFAULT_MAX_FRAMES, too_many_frames
 
 MAX_MOOV_BYTES = 64 * 2**20
 # Bytes per entry of the tables whose entry count (32 bits after version and flags) sizes an

@@ -5,7 +5,7 @@ Layout under OUTPUT:
   _videoproc/run.json              plan, manifest fingerprint, resolved options (written first)
   _videoproc/shards/part-NNNNN.json  the shard's stats: its completion marker, written after its data
   _videoproc/summary.json          the run summary, written last
-  .videoproc.lock                  held by the live run (videoproc.runlock): one writer per output
+  .videoproc.lock                  held by the live run (videoproc.common.runlock): one writer per output
 
 Every run.json carries a run id, made when the output is started (or started over with --overwrite)
 and kept by every resume; every marker carries the run id of the run that wrote it. A shard is
@@ -25,9 +25,9 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from videoproc import storage
-from videoproc.errors import ResumeError
-from videoproc.runlock import LOCK_NAME
+from videoproc.common import storage
+from videoproc.common.errors import ResumeError
+from videoproc.common.runlock import LOCK_NAME
 
 META_DIR = "_videoproc"
 DATA_DIR = "data"

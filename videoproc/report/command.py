@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from videoproc.errors import OptionsError
-from videoproc.options import parse_json_object
+from videoproc.common.checks import parse_json_object
+from videoproc.common.errors import OptionsError
 
 EXIT_BAD_INPUT = 2
 
@@ -28,8 +28,8 @@ EXIT_BAD_INPUT = 2
 def inspect_cmd(output: str, sheet_path: str, html_path: str | None, sample: int, max_frames: int, max_side: int,
                 seed: int, storage_options: str | None) -> None:
     """Contact sheet, statuses and most common errors of a preprocess or generation OUTPUT."""
-    from videoproc.inspect import format_table, inspect_output, write_html, write_sheet
     from videoproc.read.units import ReadError
+    from videoproc.report.output import format_table, inspect_output, write_html, write_sheet
 
     try:
         options = parse_json_object(storage_options)

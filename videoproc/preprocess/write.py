@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videoproc import storage
-from videoproc.process import VideoResult
+from videoproc.common import storage
+from videoproc.video.process import VideoResult
 
 FORMAT_VERSION = "1"
 ROWS_PER_GROUP = 32

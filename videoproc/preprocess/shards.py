@@ -16,11 +16,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videoproc import storage
-from videoproc.errors import StorageError
-from videoproc.process import VideoResult, VideoTask
-from videoproc.runstate import Shard
-from videoproc.write import ROWS_PER_GROUP, ShardWriter, result_columns
+from videoproc.common import storage
+from videoproc.common.errors import StorageError
+from videoproc.preprocess.runstate import Shard
+from videoproc.preprocess.write import ROWS_PER_GROUP, ShardWriter, result_columns
+from videoproc.video.process import VideoResult, VideoTask
 
 WRITE_BACKOFF_S = 0.5
 

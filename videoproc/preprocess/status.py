@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from videoproc import storage
-from videoproc.runstate import RunState, Shard
-from videoproc.summary import format_summary, summarize
+from videoproc.common import storage
+from videoproc.preprocess.runstate import RunState, Shard
+from videoproc.preprocess.summary import format_summary, summarize
 
 
 def read_status(output: str, *, storage_options: dict | None = None) -> dict[str, Any]:

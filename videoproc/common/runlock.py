@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import sys
@@ -49,14 +50,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from videoproc.common.errors import OptionsError
+
 if TYPE_CHECKING:  # options import the constants here; keep this module free of fsspec at import
-    from videoproc.storage import Location
+    from videoproc.common.storage import Location
 
 LOCK_NAME = ".videoproc.lock"
 DEFAULT_LEASE_S = 60.0
 MIN_LEASE_S = 3.0  # renewal every lease/3 must fit a round trip to the store and the create's settle
 SETTLE_S = 1.0
 EXIT_LOCK_LOST = 5
+
+
+def check_lock_lease(value: Any) -> None:
+    """The --lock-lease of either stage: a finite number of seconds, at least MIN_LEASE_S."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < MIN_LEASE_S:
+        raise OptionsError(
+            f"lock_lease must be at least {MIN_LEASE_S:g} seconds (got {value!r}): the lease is renewed every "
+            f"third of it; e.g. --lock-lease {DEFAULT_LEASE_S:g}"
+        )
 
 
 class OutputLocked(RuntimeError):

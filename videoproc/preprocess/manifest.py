@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from videoproc import storage
-from videoproc.errors import ManifestError
-from videoproc.write import BASE_NAMES
+from videoproc.common import storage
+from videoproc.common.errors import ManifestError
+from videoproc.preprocess.write import BASE_NAMES
 
 # 1 hashed only ids and uris, NUL-joined; 2 hashes every output column with length prefixes.
 FINGERPRINT_VERSION = 2

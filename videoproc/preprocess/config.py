@@ -7,16 +7,11 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
-from videoproc.errors import OptionsError
-from videoproc.options import (
-    PreprocessOptions,
-    RunOptions,
-    SourceOptions,
-    VideoOptions,
-    parse_bytes,
-    parse_json_object,
-    parse_size,
-)
+from videoproc.common.checks import parse_bytes, parse_json_object, parse_list
+from videoproc.common.errors import OptionsError
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import VideoOptions, parse_size
 
 _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
 _SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries",
@@ -110,8 +105,3 @@ def _source(values: dict[str, Any], *, output: str) -> SourceOptions:
             kwargs[name] = parse_bytes(values[name])
     return SourceOptions(own_output=output, **kwargs)
 
-
-def parse_list(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """'a, b' (a flag) or ['a', 'b'] (a job file) -> ('a', 'b'), blanks dropped."""
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(str(item).strip() for item in items if str(item).strip())

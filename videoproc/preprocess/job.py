@@ -1,7 +1,7 @@
 """The preprocess job: the one place that wires manifest, plan, run state and executor together.
 
 Everything that reads or changes the output (the --overwrite wipe, run.json, partial-file cleanup,
-each commit, the summary) happens while the output's lock is held (videoproc.runlock), and the
+each commit, the summary) happens while the output's lock is held (videoproc.common.runlock), and the
 lease is checked before every commit, so a run whose lock was broken stops committing."""
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from videoproc import storage
-from videoproc.executor import Executor, make_executor
-from videoproc.manifest import Manifest, read_manifest
-from videoproc.options import PreprocessOptions
-from videoproc.process import VideoResult, VideoTask
-from videoproc.progress import Progress
-from videoproc.runlock import Lease, hold_output
-from videoproc.runstate import RunState, Shard, plan_shards
-from videoproc.shards import ShardWork
-from videoproc.summary import summarize
-from videoproc.write import output_schema
+from videoproc.common import storage
+from videoproc.common.progress import Progress
+from videoproc.common.runlock import Lease, hold_output
+from videoproc.preprocess.executor import Executor, LocalExecutor
+from videoproc.preprocess.manifest import Manifest, read_manifest
+from videoproc.preprocess.options import PreprocessOptions
+from videoproc.preprocess.runstate import RunState, Shard, plan_shards
+from videoproc.preprocess.shards import ShardWork
+from videoproc.preprocess.summary import summarize
+from videoproc.preprocess.write import output_schema
+from videoproc.video.process import VideoResult, VideoTask
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 3
@@ -115,6 +115,15 @@ def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
         shard=shard, tasks=_tasks(manifest, todo), passthrough={p: rows[p] for p in todo}, keep=keep,
         retried=len(todo),
     )
+
+
+def make_executor(options: PreprocessOptions) -> Executor:
+    """The executor options.run.executor names; the Ray one imports Ray (and fails without it) here."""
+    if options.run.executor == "ray":
+        from videoproc.preprocess.executor_ray import RayExecutor
+
+        return RayExecutor(options)
+    return LocalExecutor(options)
 
 
 def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest, state: RunState,

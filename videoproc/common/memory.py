@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import resource
 
-from videoproc.errors import VideoError
+from videoproc.common.errors import VideoError
 
 FRAME_COST_BYTES = 256
 # A kept packet costs its payload plus this much (PyAV object, AVPacket, buffer refs, padding):

@@ -15,17 +15,18 @@ from typing import Any, Literal
 
 import av
 
-from videoproc.decode import DecodedFrames, FrameDecoder
-from videoproc.errors import VideoError
-from videoproc.memory import FRAME_COST_BYTES, check_decoder_room, frame_budget, out_of_memory_message
-from videoproc.mp4index import OffsetRuns, is_iso_bmff, video_composition_offsets
-from videoproc.options import SourceOptions, VideoOptions
-from videoproc.packets import KEEP_PACKETS_BYTES
-from videoproc.probe import VideoProbe, probe_keeping_packets
-from videoproc.probe_index import TimelineMismatch, probe_from_index
-from videoproc.resize import FrameConverter, displayed_size, plan_resize, shared_converter
-from videoproc.sample import keyframe_bound, select_indices
+from videoproc.common.errors import VideoError
+from videoproc.common.memory import FRAME_COST_BYTES, check_decoder_room, frame_budget, out_of_memory_message
 from videoproc.source import open_uri
+from videoproc.source.options import SourceOptions
+from videoproc.video.decode import DecodedFrames, FrameDecoder
+from videoproc.video.mp4index import OffsetRuns, is_iso_bmff, video_composition_offsets
+from videoproc.video.options import VideoOptions
+from videoproc.video.packets import KEEP_PACKETS_BYTES
+from videoproc.video.probe import VideoProbe, probe_keeping_packets
+from videoproc.video.probe_index import TimelineMismatch, probe_from_index
+from videoproc.video.resize import FrameConverter, displayed_size, plan_resize, shared_converter
+from videoproc.video.sample import keyframe_bound, select_indices
 
 
 @dataclass(frozen=True, kw_only=True)
