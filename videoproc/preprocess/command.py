@@ -43,7 +43,8 @@ WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_by
 @click.option("--num-frames", type=int,
               help=doc(VideoOptions, "num_frames", "Frames spread uniformly over each video.",
                        derived=f"{DEFAULT_NUM_FRAMES} when --fps is not set"))
-@click.option("--fps", type=float, help=doc(VideoOptions, "fps", "Sample this many frames per second of video instead."))
+@click.option("--fps", type=float,
+              help=doc(VideoOptions, "fps", "Sample this many frames per second of video instead."))
 @click.option("--max-frames", type=int,
               help=doc(VideoOptions, "max_frames", "With --fps: keep at most this many, spread uniformly."))
 @click.option("--size", help=doc(VideoOptions, "size", "Output WIDTHxHEIGHT in pixels, or 'original'.", show=as_size))
@@ -54,7 +55,8 @@ WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_by
 @click.option("--strict", is_flag=True, default=None, help="Fail a row on any decode error instead of concealing it.")
 @click.option("--seek-mode", type=click.Choice(["exact", "keyframe"]),
               help=doc(VideoOptions, "seek_mode", "exact, or keyframe: nearest keyframes, approximate, ~20x faster."))
-@click.option("--max-alloc", help=doc(VideoOptions, "max_alloc", "Bytes one row may allocate, e.g. 1GiB.", show=as_bytes))
+@click.option("--max-alloc",
+              help=doc(VideoOptions, "max_alloc", "Bytes one row may allocate, e.g. 1GiB.", show=as_bytes))
 @click.option("--workers", type=int,
               help=doc(RunOptions, "workers", "Worker processes of the local executor.", derived="CPU count"))
 @click.option("--shard-size", type=int, help=doc(RunOptions, "shard_size", "Manifest rows per output shard."))
