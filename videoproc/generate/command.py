@@ -53,7 +53,7 @@ EXIT_LOCK_LOST = 5
               help=doc(GenerateOptions, "executor", "local: this process; ray: one actor per GPU of a Ray cluster."))
 @click.option("--ray-address",
               help=doc(GenerateOptions, "ray_address", "Ray cluster address: auto, or the head's HOST:PORT.",
-                       derived="Ray's own"))
+                       derived="Ray's default"))
 @click.option("--ray-actors", type=click.IntRange(min=1),
               help=doc(GenerateOptions, "ray_actors", "Actors to run.",
                        derived="one per GPU; on a CPU-only cluster one per node"))
