@@ -34,7 +34,7 @@ def load_job_file(path: str, *, known: Collection[str]) -> dict[str, Any]:
     if unknown:
         raise OptionsError(
             f"job file {path} has unknown option(s) {', '.join(unknown)}; known options: "
-            f"{', '.join(sorted(known))}"
+            f"{', '.join(sorted(set(known) - {'break_lock'}))}"
         )
     return values
 
