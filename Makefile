@@ -13,6 +13,7 @@ ARGS ?=
 
 QUEUE ?= manifests/prompts.parquet
 MODEL ?= tiny-random
+GEN_CONFIG ?= jobs/generate.toml
 # OUTPUT names the preprocess output by default; `make generate` uses its own default unless
 # OUTPUT is given on the command line.
 GEN_OUTPUT := $(if $(filter command line,$(origin OUTPUT)),$(OUTPUT),out/generated)
@@ -54,7 +55,7 @@ preprocess: $(STAMP) $(filter $(SAMPLE),$(MANIFEST))
 
 generate: $(STAMP)
 	test -f $(QUEUE) || $(PY) -m jobs.build_prompts
-	$(PY) -m jobs.generate $(QUEUE) --output $(GEN_OUTPUT) --model $(MODEL) $(ARGS)
+	$(PY) -m jobs.generate $(QUEUE) --output $(GEN_OUTPUT) --model $(MODEL) --config $(GEN_CONFIG) $(ARGS)
 
 gpu-smoke: $(STAMP)
 	$(PY) -m jobs.gpu_smoke $(ARGS)

@@ -1,4 +1,5 @@
-"""`make generate`: python -m jobs.generate QUEUE --output OUT --model MODEL [flags of `videoproc generate`]."""
+"""`make generate`: python -m jobs.generate QUEUE --output OUT --model MODEL [--config jobs/generate.toml]
+[flags of `videoproc generate`]."""
 
 from videoproc.generate.command import generate
 

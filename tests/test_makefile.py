@@ -1,5 +1,6 @@
 """The Makefile's sample manifest rule: built when missing, stale inputs or a moved checkout rebuild
-it, anything else leaves it alone, and `make preprocess` of another manifest never touches it."""
+it, anything else leaves it alone, and `make preprocess` of another manifest never touches it;
+`make generate` passes its job file."""
 
 from __future__ import annotations
 
@@ -77,3 +78,12 @@ def test_preprocess_of_another_manifest_leaves_the_sample_alone(tmp_path):
     assert BUILD in lines[0]
     expected = "-m jobs.preprocess manifests/sample.parquet --output out/sample --config jobs/preprocess.toml"
     assert lines[-1].endswith(f"{expected} --fps 2 --max-frames 32")
+
+
+def test_generate_passes_its_job_file(tmp_path):
+    checkout = _checkout(tmp_path / "d")
+    lines = [line.rstrip() for line in _make(checkout, "generate", "ARGS=--fit reject", dry=True).splitlines()]
+    expected = "-m jobs.generate manifests/prompts.parquet --output out/generated --model tiny-random"
+    assert lines[-1].endswith(f"{expected} --config jobs/generate.toml --fit reject")
+    lines = _make(checkout, "generate", "GEN_CONFIG=jobs/nightly.toml", "OUTPUT=out/x", dry=True).splitlines()
+    assert lines[-1].rstrip().endswith("--output out/x --model tiny-random --config jobs/nightly.toml")

@@ -245,7 +245,15 @@ def test_max_frames_alone_drops_the_files_rate_and_says_to_add_fps(tmp_path):
 def test_job_file_with_an_unknown_key_is_refused(tmp_path):
     path = _job_file(tmp_path, 'output = "out"\nnum-frame = 8\nframerate = 2\n')
     with pytest.raises(OptionsError, match=rf"job file {path} has unknown option\(s\) framerate, num_frame; "
-                                           r"known options: .*num_frames"):
+                                           r"known options: .*num_frames") as refused:
+        load_config(path)
+    assert "break_lock" not in str(refused.value)  # known, but never allowed in a file: not offered
+
+
+def test_job_file_refuses_break_lock(tmp_path):
+    path = _job_file(tmp_path, 'output = "out"\nbreak-lock = true\n')
+    with pytest.raises(OptionsError, match=rf"job file {path} sets break_lock, which takes the output's lock "
+                                           r"from another run: .* remove it and pass --break-lock by hand"):
         load_config(path)
 
 
@@ -319,6 +327,13 @@ def _invoke(*args: str):
     from videoproc.cli import main
 
     return CliRunner().invoke(main, ["preprocess", *args])
+
+
+def test_flags_not_given_leave_the_records_defaults(captured):
+    result = _invoke("m.parquet", "--output", "o")
+    assert result.exit_code == 0, result.output
+    # own_output is the job's, not a flag: the output no row may read.
+    assert captured == [PreprocessOptions(manifest="m.parquet", output="o", source=SourceOptions(own_output="o"))]
 
 
 def test_flags_override_the_job_file(tmp_path, captured):

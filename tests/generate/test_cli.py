@@ -113,3 +113,81 @@ def _wait_for_records(folder, *, at_least: int, proc, timeout: float) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"no {at_least} records within {timeout} s")
+
+
+# -- the job file (--config): same names as the flags, flags override it ------------------------
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Run the generate command without loading a model; returns the options it resolved."""
+    from videoproc.generate.runner import RunSummary
+
+    seen: list = []
+
+    def fake_run(options, **_):
+        seen.append(options)
+        return RunSummary(output=options.output)
+
+    monkeypatch.setattr("videoproc.generate.runner.run", fake_run)
+    return seen
+
+
+def _job_file(tmp_path, text: str) -> str:
+    path = tmp_path / "job.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_flags_not_given_leave_the_records_defaults(captured):
+    from videoproc.generate.options import GenerateOptions
+
+    result = cli("q.parquet", "--output", "out", "--model", "tiny-random")
+    assert result.exit_code == 0, result.output
+    assert captured == [GenerateOptions(queue="q.parquet", output="out", models=("tiny-random",))]
+
+
+def test_flags_override_the_job_file(tmp_path, captured):
+    path = _job_file(tmp_path, 'output = "from-file"\nmodel = ["a", "b"]\nfit = "reject"\nmax-frames = 161\n'
+                               'max_width = 64\nallowed-domains = ["Example.com"]\nmax-reference-bytes = "1MiB"\n')
+    result = cli("q.parquet", "--config", path, "--max-frames", "33", "--output", "from-flag")
+    assert result.exit_code == 0, result.output
+    (options,) = captured
+    assert (options.output, options.models, options.fit) == ("from-flag", ("a", "b"), "reject")
+    assert (options.limits.max_frames, options.limits.max_width, options.limits.max_height) == (33, 64, 4096)
+    assert options.references.allowed_domains == ("example.com",) and options.references.max_bytes == 2**20
+
+    result = cli("q.parquet", "--config", path, "--model", "tiny-random", "--model", "c")
+    assert result.exit_code == 0, result.output
+    assert captured[1].models == ("tiny-random", "c")  # repeated flags replace the file's list
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('output = "o"\nmodel = "tiny-random"\nmax-frame = 3\nsteps = 4\n',
+     r"job file .*job.toml has unknown option\(s\) max_frame, steps; known options: allow_private_hosts, "
+     r"allowed_domains, .*, max_frames, .*, model, output, .*storage_options$"),
+    ('output = "o"\nmodel = "tiny-random"\nbreak-lock = true\n',
+     r"job file .*job.toml sets break_lock, which takes the output's lock from another run: .*pass --break-lock"),
+    ('model = "tiny-random"\n', r"--output is required: a local folder or fsspec URL"),
+    ('output = "o"\n', r"no model given; pass --model tiny-random or --model PATH"),
+    ('output = "o"\nmodel = "tiny-random"\nmax-width = 0\n', r"max_width must be a positive integer \(got 0\)"),
+    ('output = "o"\nmodel = "tiny-random"\nfit = "stretch"\n', r"fit must be one of round, reject \(got 'stretch'\)"),
+    ("output = = 1\n", r"job file .*job.toml is not valid TOML"),
+])
+def test_a_bad_job_file_exits_2_before_any_work(tmp_path, captured, text, message):
+    result = cli("q.parquet", "--config", _job_file(tmp_path, text))
+    assert result.exit_code == 2
+    with pytest.raises(AssertionError, match=rf"error: {message}"):
+        raise AssertionError(result.output)
+    assert not captured
+
+
+def test_the_bundled_job_file_holds_only_overrides():
+    """Defaults live in the option records; a key that restates one would hide a later change."""
+    from videoproc.generate.config import build_options, load_config
+
+    values = {**load_config(os.path.join(REPO, "jobs", "generate.toml")), "output": "o", "model": "tiny-random"}
+    options = build_options(queue="q.parquet", values=values)
+    for key in set(values) - {"output", "model"}:
+        without = {k: v for k, v in values.items() if k != key}
+        assert build_options(queue="q.parquet", values=without) != options, f"{key} restates the default"

@@ -1,12 +1,15 @@
-"""The `generate` click command: flags in, `GenerateOptions` out, `run` called."""
+"""The `generate` click command: a job file (--config) and flags in, `GenerateOptions` out, `run` called.
+Flags keep click defaults of None; the defaults, and the help's `[default: ...]`, come from the option records."""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from videoproc.common.checks import parse_bytes, parse_json_object, parse_list
+from videoproc.common.flaghelp import as_bytes, doc
+from videoproc.generate.config import build_options, load_config, merge_flags
 from videoproc.generate.options import (
     DEVICES,
     DTYPES,
@@ -26,44 +29,49 @@ EXIT_LOCK_LOST = 5
 
 @click.command("generate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("queue")
-@click.option("--output", "-o", required=True, help="Output folder: local path or fsspec URL (s3://...).")
-@click.option("--model", "models", multiple=True, required=True,
-              help="'tiny-random' or a diffusers-format folder; repeat to serve text- and image-to-video.")
-@click.option("--engine", type=click.Choice(ENGINES), default="diffusers", show_default=True)
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-              help="auto: CUDA when available, else CPU.")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
-              help="auto: bfloat16 on CUDA, float32 on CPU.")
-@click.option("--fit", type=click.Choice(FITS), default="round", show_default=True,
-              help="A size or frame count the model cannot make: round it (and record that) or fail the request.")
-@click.option("--max-width", type=click.IntRange(min=1), default=4096, show_default=True)
-@click.option("--max-height", type=click.IntRange(min=1), default=4096, show_default=True)
-@click.option("--max-frames", type=click.IntRange(min=1), default=1025, show_default=True)
-@click.option("--storage-options", default="{}", help="JSON object passed to fsspec for QUEUE and OUTPUT.")
-@click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]), default="auto", show_default=True)
-@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
-              help="local: this process; ray: one actor per GPU of a Ray cluster.")
-@click.option("--ray-address", help="Ray cluster address: auto, or the head's HOST:PORT (default: Ray's own).")
+@click.option("--output", "-o", help="Output folder: local path or fsspec URL (s3://...). Required.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML job file with the same options; flags override it.")
+@click.option("--model", multiple=True,
+              help="'tiny-random' or a diffusers-format folder; repeat to serve text- and image-to-video. Required.")
+@click.option("--engine", type=click.Choice(ENGINES),
+              help=doc(GenerateOptions, "engine", "The engine that runs the model."))
+@click.option("--device", type=click.Choice(DEVICES),
+              help=doc(GenerateOptions, "device", "auto: CUDA when available, else CPU."))
+@click.option("--dtype", type=click.Choice(DTYPES),
+              help=doc(GenerateOptions, "dtype", "auto: bfloat16 on CUDA, float32 on CPU."))
+@click.option("--fit", type=click.Choice(FITS),
+              help=doc(GenerateOptions, "fit", "A size or frame count the model cannot make: round it (and record "
+                                               "that) or fail the request."))
+@click.option("--max-width", type=click.IntRange(min=1), help=doc(Limits, "max_width", "Widest request, in pixels."))
+@click.option("--max-height", type=click.IntRange(min=1), help=doc(Limits, "max_height", "Tallest request, in pixels."))
+@click.option("--max-frames", type=click.IntRange(min=1), help=doc(Limits, "max_frames", "Longest request, in frames."))
+@click.option("--storage-options", help="JSON object passed to fsspec for QUEUE and OUTPUT.")
+@click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]),
+              help=doc(GenerateOptions, "progress", "Progress display."))
+@click.option("--executor", type=click.Choice(EXECUTORS),
+              help=doc(GenerateOptions, "executor", "local: this process; ray: one actor per GPU of a Ray cluster."))
+@click.option("--ray-address",
+              help=doc(GenerateOptions, "ray_address", "Ray cluster address: auto, or the head's HOST:PORT.",
+                       derived="Ray's default"))
 @click.option("--ray-actors", type=click.IntRange(min=1),
-              help="Actors to run (default: one per GPU; on a CPU-only cluster one per node).")
+              help=doc(GenerateOptions, "ray_actors", "Actors to run.",
+                       derived="one per GPU; on a CPU-only cluster one per node"))
 @click.option("--local-root", help="Confine local input_reference paths to this folder.")
-@click.option("--allowed-domains", default="", help="Comma-separated host names that http(s) references may use.")
-@click.option("--allow-private-hosts", default="",
+@click.option("--allowed-domains", help="Comma-separated host names that http(s) references may use.")
+@click.option("--allow-private-hosts",
               help="Comma-separated private hosts references may reach: CIDRs, addresses or host names, "
                    "each with an optional :PORT.")
-@click.option("--allowed-prefixes", default="",
-              help="Comma-separated URI prefixes every input_reference must lie under.")
-@click.option("--max-reference-bytes", default="32MiB", show_default=True, help="Cap on one input_reference image.")
-@click.option("--reference-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds one input_reference may take to fetch in all.")
-@click.option("--break-lock", is_flag=True,
+@click.option("--allowed-prefixes", help="Comma-separated URI prefixes every input_reference must lie under.")
+@click.option("--max-reference-bytes",
+              help=doc(ReferenceRules, "max_bytes", "Cap on one input_reference image.", show=as_bytes))
+@click.option("--reference-timeout", type=float,
+              help=doc(ReferenceRules, "timeout", "Seconds one input_reference may take to fetch in all."))
+@click.option("--break-lock", is_flag=True, default=None,
               help="Take an object-storage output's lock from the run holding it (only if that run is gone).")
-@click.option("--lock-lease", type=float, default=60.0, show_default=True,
-              help="Seconds an object-storage lock lasts without renewal.")
-def generate(queue, output, models, engine, device, dtype, fit, max_width, max_height, max_frames,
-             storage_options, progress, executor, ray_address, ray_actors, local_root, allowed_domains,
-             allow_private_hosts, allowed_prefixes, max_reference_bytes, reference_timeout, break_lock,
-             lock_lease) -> None:
+@click.option("--lock-lease", type=float,
+              help=doc(GenerateOptions, "lock_lease", "Seconds an object-storage lock lasts without renewal."))
+def generate(queue: str, config_file: str | None, **flags: Any) -> None:
     """Generate a video for every request in the Parquet QUEUE into OUTPUT/videos/<id>.mp4, with
     records in OUTPUT/records.parquet. Re-running skips completed requests."""
     from videoproc.generate.engines import EngineError
@@ -71,18 +79,8 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
     from videoproc.generate.runner import run
 
     try:
-        opts = GenerateOptions(
-            queue=queue, output=output, models=tuple(models), engine=engine, device=device, dtype=dtype, fit=fit,
-            limits=Limits(max_width=max_width, max_height=max_height, max_frames=max_frames),
-            storage_options=parse_json_object(storage_options), progress=progress,
-            executor=executor, ray_address=ray_address, ray_actors=ray_actors,
-            break_lock=break_lock, lock_lease=lock_lease,
-            references=ReferenceRules(
-                local_root=local_root, allowed_domains=tuple(d.lower() for d in parse_list(allowed_domains)),
-                allow_private_hosts=parse_list(allow_private_hosts), allowed_prefixes=parse_list(allowed_prefixes),
-                max_bytes=parse_bytes(max_reference_bytes), timeout=reference_timeout,
-            ),
-        )
+        values = merge_flags(load_config(config_file) if config_file else {}, flags)
+        opts = build_options(queue=queue, values=values)
         summary = run(opts)
     except (ValueError, OutputLocked, EngineError) as exc:  # bad options, a locked output, a missing engine
         click.echo(f"error: {exc}", err=True)

@@ -18,11 +18,20 @@ from typing import Any
 import click
 
 from videoproc.common.errors import ManifestError, OptionsError, ResumeError
+from videoproc.common.flaghelp import as_bytes, as_size, doc
+from videoproc.common.memory import WORKER_BASE_BYTES, WORKER_BYTES_PER_THREAD
 from videoproc.common.runlock import EXIT_LOCK_LOST, LockLost, OutputLocked
 from videoproc.preprocess.config import build_options, load_config, merge_flags
+from videoproc.preprocess.options import PreprocessOptions, RunOptions
+from videoproc.source.options import SourceOptions
+from videoproc.video.options import DEFAULT_NUM_FRAMES, VideoOptions
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+# What RunOptions.worker_memory=None works out (videoproc.common.memory.default_worker_memory).
+WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_bytes(WORKER_BYTES_PER_THREAD)} "
+                      "per decoder thread")
 
 
 @click.command()
@@ -32,26 +41,35 @@ EXIT_INTERRUPTED = 130
               help="TOML job file with the same options; flags override it, and a sampling flag replaces its "
                    "num-frames, fps and max-frames.")
 @click.option("--num-frames", type=int,
-              help="Frames spread uniformly over each video (default 16 when --fps is not set).")
-@click.option("--fps", type=float, help="Sample this many frames per second of video instead.")
-@click.option("--max-frames", type=int, help="With --fps: keep at most this many, spread uniformly.")
-@click.option("--size", help="Output WIDTHxHEIGHT in pixels, or 'original' (default 224x224).")
-@click.option("--resize-mode", type=click.Choice(["stretch", "crop", "pad"]), help="stretch (default), crop or pad.")
+              help=doc(VideoOptions, "num_frames", "Frames spread uniformly over each video.",
+                       derived=f"{DEFAULT_NUM_FRAMES} when --fps is not set"))
+@click.option("--fps", type=float,
+              help=doc(VideoOptions, "fps", "Sample this many frames per second of video instead."))
+@click.option("--max-frames", type=int,
+              help=doc(VideoOptions, "max_frames", "With --fps: keep at most this many, spread uniformly."))
+@click.option("--size", help=doc(VideoOptions, "size", "Output WIDTHxHEIGHT in pixels, or 'original'.", show=as_size))
+@click.option("--resize-mode", type=click.Choice(["stretch", "crop", "pad"]),
+              help=doc(VideoOptions, "resize_mode", "stretch, crop or pad."))
 @click.option("--no-autorotate", is_flag=True, default=None,
               help="Keep the coded orientation (ignore display rotation).")
 @click.option("--strict", is_flag=True, default=None, help="Fail a row on any decode error instead of concealing it.")
 @click.option("--seek-mode", type=click.Choice(["exact", "keyframe"]),
-              help="exact (default) or keyframe: nearest keyframes, approximate, ~20x faster.")
-@click.option("--max-alloc", help="Bytes one row may allocate, e.g. 512MiB (default).")
-@click.option("--workers", type=int, help="Worker processes of the local executor (default: CPU count).")
-@click.option("--shard-size", type=int, help="Manifest rows per output shard (default 1000).")
-@click.option("--timeout", type=float, help="Seconds per video before it fails (default 300).")
-@click.option("--decoder-threads", type=int, help="FFmpeg threads per decoder (default: cores / workers).")
+              help=doc(VideoOptions, "seek_mode", "exact, or keyframe: nearest keyframes, approximate, ~20x faster."))
+@click.option("--max-alloc",
+              help=doc(VideoOptions, "max_alloc", "Bytes one row may allocate, e.g. 1GiB.", show=as_bytes))
+@click.option("--workers", type=int,
+              help=doc(RunOptions, "workers", "Worker processes of the local executor.", derived="CPU count"))
+@click.option("--shard-size", type=int, help=doc(RunOptions, "shard_size", "Manifest rows per output shard."))
+@click.option("--timeout", type=float, help=doc(RunOptions, "timeout", "Seconds per video before it fails."))
+@click.option("--decoder-threads", type=int,
+              help=doc(RunOptions, "decoder_threads", "FFmpeg threads per decoder.", derived="cores / workers"))
 @click.option("--worker-memory",
-              help="Address-space ceiling per worker process, e.g. 6GiB; 0 for none "
-                   "(default: 2GiB + 4 x --max-alloc + 128MiB per decoder thread).")
-@click.option("--uri-column", help="Manifest column holding the video URIs (default 'uri').")
-@click.option("--id-column", help="Manifest column holding row ids (default 'id'; derived from position when absent).")
+              help=doc(RunOptions, "worker_memory", "Address-space ceiling per worker process, e.g. 6GiB; 0 for none.",
+                       derived=WORKER_MEMORY_RULE))
+@click.option("--uri-column", help=doc(PreprocessOptions, "uri_column", "Manifest column holding the video URIs."))
+@click.option("--id-column",
+              help=doc(PreprocessOptions, "id_column",
+                       "Manifest column holding row ids (derived from position when absent)."))
 @click.option("--storage-options", help="JSON object passed to fsspec for manifest, videos and output.")
 @click.option("--allow-private-network", is_flag=True, default=None,
               help="Allow URLs that resolve to any private, loopback or link-local address.")
@@ -63,21 +81,30 @@ EXIT_INTERRUPTED = 130
               help="Comma-separated URI prefixes (paths, s3://bucket/prefix, https://host/path) "
                    "every row must lie under.")
 @click.option("--local-root", help="Confine local paths in the manifest to this folder.")
-@click.option("--max-download-bytes", help="Cap on bytes fetched per http(s) video (default 4GiB).")
-@click.option("--max-data-uri-bytes", help="Cap on the decoded size of a data: URI (default 64MiB).")
-@click.option("--connect-timeout", type=float, help="Seconds to connect to an http(s) server (default 10).")
-@click.option("--read-timeout", type=float, help="Seconds to wait for each http(s) read (default 60).")
-@click.option("--http-retries", type=int, help="Retries on connection errors, 5xx and 429 (default 3).")
-@click.option("--max-redirects", type=int, help="Redirects followed per request (default 5).")
-@click.option("--cache-entries", type=int, help="Remote objects cached per worker, 0 for none (default 4).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), help="local process pool (default) or a Ray cluster.")
+@click.option("--max-download-bytes",
+              help=doc(SourceOptions, "max_download_bytes", "Cap on bytes fetched per http(s) video.", show=as_bytes))
+@click.option("--max-data-uri-bytes",
+              help=doc(SourceOptions, "max_data_uri_bytes", "Cap on the decoded size of a data: URI.", show=as_bytes))
+@click.option("--connect-timeout", type=float,
+              help=doc(SourceOptions, "connect_timeout", "Seconds to connect to an http(s) server."))
+@click.option("--read-timeout", type=float,
+              help=doc(SourceOptions, "read_timeout", "Seconds to wait for each http(s) read."))
+@click.option("--http-retries", type=int,
+              help=doc(SourceOptions, "http_retries", "Retries on connection errors, 5xx and 429."))
+@click.option("--max-redirects", type=int, help=doc(SourceOptions, "max_redirects", "Redirects followed per request."))
+@click.option("--cache-entries", type=int,
+              help=doc(SourceOptions, "cache_entries", "Remote objects cached per worker, 0 for none."))
+@click.option("--executor", type=click.Choice(["local", "ray"]),
+              help=doc(RunOptions, "executor", "local process pool or a Ray cluster."))
 @click.option("--ray-address", help="Ray cluster address (auto, or HOST:PORT).")
-@click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]), help="Progress display (default auto).")
+@click.option("--progress", type=click.Choice(["auto", "bar", "lines", "off"]),
+              help=doc(RunOptions, "progress", "Progress display."))
 @click.option("--overwrite", is_flag=True, default=None, help="Discard an existing output and start over.")
 @click.option("--retry-failed", is_flag=True, default=None, help="Redo only the failed rows of an existing output.")
 @click.option("--break-lock", is_flag=True, default=None,
               help="Take an object-storage output's lock from the run holding it (only if that run is gone).")
-@click.option("--lock-lease", type=float, help="Seconds an object-storage lock lasts without renewal (default 60).")
+@click.option("--lock-lease", type=float,
+              help=doc(RunOptions, "lock_lease", "Seconds an object-storage lock lasts without renewal."))
 def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
     """Sample, decode and resize frames of every video in MANIFEST into Parquet shards."""
     from videoproc.preprocess.job import run_preprocess

@@ -4,11 +4,11 @@ with dashes or underscores; flags given on the command line override it, and a s
 
 from __future__ import annotations
 
-import tomllib
 from typing import Any
 
 from videoproc.common.checks import parse_bytes, parse_json_object, parse_list
 from videoproc.common.errors import OptionsError
+from videoproc.common.jobfile import given_flags, load_job_file
 from videoproc.preprocess.options import PreprocessOptions, RunOptions
 from videoproc.source.options import SourceOptions
 from videoproc.video.options import VideoOptions, parse_size
@@ -25,26 +25,7 @@ KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
 
 
 def load_config(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise OptionsError(f"job file {path} does not exist; check --config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise OptionsError(f"job file {path} is not valid TOML: {exc}") from exc
-    values = {key.replace("-", "_"): value for key, value in raw.items()}
-    if values.get("break_lock"):
-        raise OptionsError(
-            f"job file {path} sets break_lock, which takes the output's lock from another run: a one-off "
-            "decision for when that run is gone, not a setting; remove it and pass --break-lock by hand"
-        )
-    unknown = sorted(set(values) - KNOWN)
-    if unknown:
-        raise OptionsError(
-            f"job file {path} has unknown option(s) {', '.join(unknown)}; known options: "
-            f"{', '.join(sorted(KNOWN))}"
-        )
-    return values
+    return load_job_file(path, known=KNOWN)
 
 
 SAMPLING = ("num_frames", "fps", "max_frames")
@@ -54,7 +35,7 @@ def merge_flags(file_values: dict[str, Any], flags: dict[str, Any]) -> dict[str,
     """The job file's values overridden by the flags given (None: not given). Sampling is one
     choice, a count or a rate, so any sampling flag drops all of the file's sampling keys: the
     file's num-frames never clashes with --fps, nor its fps and max-frames with --num-frames."""
-    given = {key: value for key, value in flags.items() if value is not None}
+    given = given_flags(flags)
     if given.keys() & set(SAMPLING):
         file_values = {key: value for key, value in file_values.items() if key not in SAMPLING}
     return {**file_values, **given}
@@ -63,11 +44,11 @@ def merge_flags(file_values: dict[str, Any], flags: dict[str, Any]) -> dict[str,
 def build_options(*, manifest: str, values: dict[str, Any]) -> PreprocessOptions:
     if not values.get("output"):
         raise OptionsError("--output is required: a local folder or fsspec URL for the shards")
+    columns = {k: values[k] for k in ("uri_column", "id_column") if k in values}
     return PreprocessOptions(
         manifest=manifest,
         output=str(values["output"]),
-        uri_column=values.get("uri_column", "uri"),
-        id_column=values.get("id_column", "id"),
+        **columns,
         video=_video(values),
         source=_source(values, output=str(values["output"])),
         run=_run(values),
