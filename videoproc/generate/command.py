@@ -1,4 +1,7 @@
-"""The `generate` click command: flags in, `GenerateOptions` out, `run` called."""
+"""The `generate` click command: flags in, `GenerateOptions` out, `run` called.
+
+Exit codes: videoproc.common.exitcodes.ExitCode, the table both stages share (and the README's).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import sys
 import click
 
 from videoproc.common.checks import parse_bytes, parse_json_object, parse_list
+from videoproc.common.errors import OptionsError, ResumeError
+from videoproc.common.exitcodes import ExitCode
 from videoproc.generate.options import (
     DEVICES,
     DTYPES,
@@ -17,11 +22,6 @@ from videoproc.generate.options import (
     Limits,
     ReferenceRules,
 )
-
-EXIT_REFUSED = 2
-EXIT_SOME_FAILED = 3
-EXIT_INCOMPLETE = 4
-EXIT_LOCK_LOST = 5
 
 
 @click.command("generate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -84,21 +84,21 @@ def generate(queue, output, models, engine, device, dtype, fit, max_width, max_h
             ),
         )
         summary = run(opts)
-    except (ValueError, OutputLocked, EngineError) as exc:  # bad options, a locked output, a missing engine
+    # Refusals only: bad options or queue, a resume with other settings, a locked output, a missing
+    # engine. Anything else raised mid-run (a storage or Arrow error, a bug) is a crash (1), traceback shown.
+    except (OptionsError, ResumeError, OutputLocked, EngineError) as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_REFUSED)
+        sys.exit(ExitCode.REFUSED)
     except LockLost as exc:  # our object-storage lock was broken: we stopped recording
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_LOCK_LOST)
+        sys.exit(ExitCode.LOCK_LOST)
+    except KeyboardInterrupt:
+        # Recorded requests stay recorded; a video cut short is a hidden partial file the next run removes.
+        click.echo("interrupted; run the same command again to resume", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
     click.echo(summary.line())
     # The same codes as preprocess: failed requests are records, and a scheduler can tell
     # "finished, some failed" (3) from "refused" (2), "crashed" (1) and, on Ray, "requests left
     # unrun because the actors were lost; re-run to finish" (4); 5 when this run's object-storage
     # lock was broken or expired and it stopped recording.
-    sys.exit(_exit_code(summary))
-
-
-def _exit_code(summary) -> int:
-    if summary.not_run:
-        return EXIT_INCOMPLETE
-    return EXIT_SOME_FAILED if summary.failed else 0
+    sys.exit(summary.counts().exit_code())

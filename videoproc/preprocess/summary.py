@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from videoproc.common.counts import RunCounts
 from videoproc.preprocess.runstate import Shard
 
 
@@ -43,6 +44,12 @@ def summarize(
         "elapsed_s": round(elapsed_s, 3),
         "write_errors": write_errors or [],
     }
+
+
+def run_counts(summary: dict[str, Any]) -> RunCounts:
+    """The counts every stage reports (and the exit status they give) from a summary of summarize()."""
+    return RunCounts(total=summary["rows_total"], ok=summary["rows_ok"], failed=summary["rows_failed"],
+                     left=summary["shards_pending"])
 
 
 def format_summary(summary: dict[str, Any], *, throughput: float | None = None) -> str:
