@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from videoproc.common import storage
-from videoproc.common.ray_cluster import connect, first_line, import_ray
+from videoproc.common.ray_cluster import enter_driver_folder, first_line, import_ray, joined, not_shared
 from videoproc.preprocess import executor as local_executor
 from videoproc.preprocess.executor import OnResult
 from videoproc.preprocess.options import PreprocessOptions
@@ -93,8 +93,7 @@ def _process_in_folder(task: VideoTask, *, folder: str, job: Callable[..., Video
     names the same file as with the local executor (Ray workers start in a folder of their own).
     The child process is private to this shard, so changing its folder affects nothing else; on a
     node where the folder does not exist, a relative path fails its row as a missing file."""
-    if os.path.isdir(folder) and os.getcwd() != folder:
-        os.chdir(folder)
+    enter_driver_folder(folder)
     return job(task, **kwargs)
 
 
@@ -113,13 +112,8 @@ class RayExecutor:
     def run(
         self, works: Sequence[ShardWork], *, schema: pa.Schema, state: RunState, on_result: OnResult
     ) -> Iterator[ShardOutcome]:
-        ray = import_ray()
-        started_here = connect(ray, self.options.run.ray_address)
-        try:
+        with joined(self.options.run.ray_address) as ray:
             yield from self._run(ray, works, schema=schema, state=state, on_result=on_result)
-        finally:
-            if started_here:
-                ray.shutdown()
 
     def _run(
         self, ray: Any, works: Sequence[ShardWork], *, schema: pa.Schema, state: RunState, on_result: OnResult
@@ -159,8 +153,10 @@ class RayExecutor:
         for row, status, error in statuses:
             task = tasks[row]
             on_result(VideoResult(row=row, id=task.id, uri=task.uri, status=status, error=error))
-        if outcome.stats is not None and not storage.exists(state.data_file(work.shard)):
-            return ShardOutcome(shard=work.shard, stats=None, error=_not_shared(state, work))
+        data = state.data_file(work.shard)
+        if outcome.stats is not None and not storage.exists(data):
+            error = not_shared(f"shard {work.shard.name} was written by a Ray worker", data.url)
+            return ShardOutcome(shard=work.shard, stats=None, error=error)
         return outcome
 
 
@@ -169,12 +165,3 @@ def _cancel(ray: Any, ref: Any) -> None:
     # finished cannot be cancelled, which is fine.
     with contextlib.suppress(Exception):
         ray.cancel(ref, force=True)
-
-
-def _not_shared(state: RunState, work: ShardWork) -> str:
-    path = state.data_file(work.shard).url
-    return (
-        f"shard {work.shard.name} was written by a Ray worker but {path} does not exist on the "
-        "driver: a local --output must be a folder every node shares (the same path on a shared "
-        "filesystem); otherwise write to object storage (s3://...)"
-    )
