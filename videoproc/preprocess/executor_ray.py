@@ -2,7 +2,7 @@
 
 A task processes the videos of its shard, assembles them in manifest order and publishes the shard
 file straight to the output storage, so frames never pass through the driver; it returns only the
-shard's stats and one small (row, status, error) tuple per video. The driver hands the outcomes to
+shard's stats and one small (row, status, error, error_kind) tuple per video. The driver hands the outcomes to
 the job as tasks finish, and the job writes each completion marker. One task per shard, never per
 video: Ray's per-task overhead (seconds on a small machine) would dwarf decoding a short clip.
 
@@ -41,7 +41,7 @@ TASK_MAX_RETRIES = 3
 # Shards submitted ahead of the free CPUs: enough to keep every node busy between ray.wait calls,
 # few enough that a long manifest's task arguments do not all sit in the object store at once.
 IN_FLIGHT_PER_CPU = 2
-RowStatus = tuple[int, str, str | None]
+RowStatus = tuple[int, str, str | None, str | None]  # row, status, error, error_kind
 
 
 def run_shard(
@@ -66,7 +66,7 @@ def run_shard(
     try:
         with WorkerPool(workers=1, config=_worker_config(options, folder, job), timeout=options.run.timeout) as pool:
             for result in pool.run(work.tasks):
-                statuses.append((result.row, result.status, result.error))
+                statuses.append((result.row, result.status, result.error, result.error_kind))
                 assembler.add(result)
         if not assembler.complete:
             raise RuntimeError(
@@ -150,9 +150,9 @@ class RayExecutor:
             error = f"shard {work.shard.name} was lost on the Ray cluster ({first_line(exc)}); re-run to finish it"
             return ShardOutcome(shard=work.shard, stats=None, error=error)
         tasks = {t.row: t for t in work.tasks}
-        for row, status, error in statuses:
+        for row, status, error, kind in statuses:
             task = tasks[row]
-            on_result(VideoResult(row=row, id=task.id, uri=task.uri, status=status, error=error))
+            on_result(VideoResult(row=row, id=task.id, uri=task.uri, status=status, error=error, error_kind=kind))
         data = state.data_file(work.shard)
         if outcome.stats is not None and not storage.exists(data):
             error = not_shared(f"shard {work.shard.name} was written by a Ray worker", data.url)
