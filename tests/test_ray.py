@@ -308,7 +308,7 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
     for _ in range(2):
         outcome, statuses = run_shard(work, schema=schema, final_url=final, options=options, folder=str(tmp_path))
         outcomes.append((outcome, Path(final).read_bytes()))
-        assert statuses == [(0, "ok", None), (1, "ok", None)]
+        assert statuses == [(0, "ok", None, None), (1, "ok", None, None)]
     assert outcomes[0][1] == outcomes[1][1]
     strip = lambda stats: {k: v for k, v in stats.items() if k not in RUN_KEYS}  # noqa: E731
     assert strip(outcomes[0][0].stats) == strip(outcomes[1][0].stats)
