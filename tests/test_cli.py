@@ -136,8 +136,13 @@ def test_some_rows_failed_exits_3(tmp_path):
     proc = videoproc("preprocess", manifest, "--output", str(tmp_path / "out"), *FAST)
     assert proc.returncode == 3, proc.stderr
     assert "rows: 2 total, 1 ok, 1 failed" in proc.stdout
-    assert "file not found" in proc.stdout  # the most common errors are listed
-    assert [r["status"] for r in read_output(str(tmp_path / "out"))] == ["ok", "failed"]
+    gone = tmp_path / "gone.mp4"
+    # The most common errors are listed by kind, with an example message; `status` lists them the same way.
+    assert f"       1  source.not_found  e.g. file not found: {gone}" in proc.stdout
+    status = videoproc("status", str(tmp_path / "out"))
+    assert f"       1  source.not_found  e.g. file not found: {gone}" in status.stdout
+    rows = read_output(str(tmp_path / "out"))
+    assert [(r["status"], r["error_kind"]) for r in rows] == [("ok", None), ("failed", "source.not_found")]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ marked URI) for that run and nowhere else.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from tests.helpers import AUDIO_ONLY, frames_of, read_output, write_manifest
 from tests.mp4bombs import BOMB_BASE, TABLES, make_bomb
 from tests.servers.http_server import HttpTestServer
 from tests.servers.s3 import free_port
+from videoproc.common.errors import ERROR_KINDS
 from videoproc.common.testmedia import ffmpeg_exe
 from videoproc.preprocess.config import build_options
 from videoproc.preprocess.job import run_preprocess
@@ -225,3 +227,34 @@ def test_path_like_ids_are_ids_and_only_empty_or_nul_ids_fail(tmp_path, sample_c
     assert [r["status"] for r in rows] == ["ok"] * 4 + ["failed"] * 2, [r["error"] for r in rows]
     rule = "is not allowed: ids must be non-empty and contain no NUL character; fix the manifest's id column"
     assert [r["error"] for r in rows[4:]] == [f"id '' {rule}", f"id 'a\\x00b' {rule}"]
+
+
+# The error kind each bad input's row must carry (videoproc.common.errors.ERROR_KINDS); the
+# remote, URI-rule and bomb rows are checked by their group below.
+EXPECTED_KINDS = {
+    "corrupt": "video.unreadable", "missing": "source.not_found", "directory": "source.refused",
+    "zero-bytes": "video.unreadable", "text": "video.unreadable", "png": "video.invalid",
+    "truncated": "video.unreadable", "data-wrong-type": "source.refused", "data-bad-base64": "source.refused",
+    "audio-only": "video.invalid", "oversize": "video.too_large", "nul\0id": "video.invalid",
+    "crash": "worker.crashed", "hang": "worker.timeout", "http-404": "source.read", "http-refused": "source.read",
+    "http-timeout": "source.read", "http-private": "source.refused", "http-metadata": "source.refused",
+    "": "video.invalid", **{f"{table}-bomb": "video.invalid" for table in TABLES},
+}
+
+
+def test_each_failed_row_carries_its_error_kind(failure_run):
+    kinds = {r["id"]: r["error_kind"] for r in failure_run["rows"]}
+    uri_rules = {row_id for row_id, _, _ in failure_run["bad"]} - set(EXPECTED_KINDS)
+    assert {row_id: kinds[row_id] for row_id in EXPECTED_KINDS} == EXPECTED_KINDS
+    assert {kinds[row_id] for row_id in uri_rules} == {"source.refused"}, uri_rules
+    assert all(kinds[row_id] is None for row_id in kinds if row_id.startswith("good-"))
+
+
+def test_the_summary_counts_failures_by_kind_with_an_example(failure_run):
+    summary = failure_run["summary"]
+    expected = collections.Counter(r["error_kind"] for r in failure_run["rows"] if r["status"] == "failed")
+    assert summary["top_errors"] == dict(expected.most_common(10))
+    assert set(summary["top_errors"]) <= set(ERROR_KINDS)
+    for kind, example in summary["error_examples"].items():  # a real message of a row of that kind
+        assert example in {r["error"] for r in failure_run["rows"] if r["error_kind"] == kind}
+    assert set(summary["error_examples"]) == set(summary["top_errors"])

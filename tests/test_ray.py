@@ -24,10 +24,11 @@ from tests.hooks import faulting_job
 from tests.servers.ray_cluster import RayCluster, foreign_connections, process_cmdline
 from videoproc.common import storage
 from videoproc.common.errors import OptionsError
+from videoproc.common.exitcodes import ExitCode
 from videoproc.common.testmedia import SAMPLE_CLIPS
 from videoproc.preprocess import executor
 from videoproc.preprocess.config import build_options
-from videoproc.preprocess.job import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS_FAILED, run_preprocess
+from videoproc.preprocess.job import run_preprocess
 from videoproc.preprocess.manifest import read_manifest
 from videoproc.preprocess.options import PreprocessOptions
 from videoproc.preprocess.runstate import Shard
@@ -107,7 +108,7 @@ def test_cluster_output_is_byte_identical_to_local(ray_cluster, sample_manifest,
     monkeypatch.chdir(ROOT)
     report = run_preprocess(_options(sample_manifest, output, shard_size=4, **_on_ray(ray_cluster)))
 
-    assert report.exit_code == local_report.exit_code == EXIT_ROWS_FAILED
+    assert report.exit_code == local_report.exit_code == ExitCode.ROWS_FAILED
     assert _shard_files(output) == _shard_files(local_out)
     assert _markers(output) == _markers(local_out)
     rows = _rows(output)
@@ -164,7 +165,7 @@ def test_shard_lost_for_good_is_finished_by_a_rerun(ray_cluster, sample_manifest
             ray_cluster.add_worker()
 
     assert killed.is_set(), "the worker node never started a shard, so nothing was killed"
-    assert first.exit_code == EXIT_INCOMPLETE
+    assert first.exit_code == ExitCode.INCOMPLETE
     assert first.summary["shards_pending"] == 1
     assert first.summary["write_errors"][0].startswith("shard part-0000")
     assert "was lost on the Ray cluster" in first.summary["write_errors"][0]
@@ -227,7 +228,7 @@ def late_manifest(tmp_path, sample_clips) -> tuple[str, str]:
 def test_retry_failed_matches_local(ray_cluster, late_manifest, sample_clips, tmp_path):
     manifest, late = late_manifest
     first = str(tmp_path / "first")
-    assert run_preprocess(_options(manifest, first, shard_size=2)).exit_code == EXIT_ROWS_FAILED
+    assert run_preprocess(_options(manifest, first, shard_size=2)).exit_code == ExitCode.ROWS_FAILED
     shutil.copy(sample_clips["testsrc_h264_3s.mp4"], late)
     outputs = {}
     for kind in ("local", "ray"):
@@ -235,7 +236,7 @@ def test_retry_failed_matches_local(ray_cluster, late_manifest, sample_clips, tm
         shutil.copytree(first, outputs[kind])
         extra = _on_ray(ray_cluster) if kind == "ray" else {}
         report = run_preprocess(_options(manifest, outputs[kind], shard_size=2, retry_failed=True, **extra))
-        assert report.exit_code == EXIT_OK
+        assert report.exit_code == ExitCode.OK
         assert report.summary["rows_recovered"] == 1
     assert _shard_files(outputs["ray"]) == _shard_files(outputs["local"])
     assert _markers(outputs["ray"]) == _markers(outputs["local"])
@@ -251,7 +252,7 @@ def test_cli_exit_code_and_output_match_local(ray_cluster, late_manifest, tmp_pa
         [*cli, "--output", str(tmp_path / "ray"), *flags, "--executor", "ray", "--ray-address", ray_cluster.address],
         env=env, capture_output=True, text=True,
     )
-    assert local.returncode == EXIT_ROWS_FAILED, local.stderr[-2000:]
+    assert local.returncode == ExitCode.ROWS_FAILED, local.stderr[-2000:]
     assert ray.returncode == local.returncode, ray.stderr[-2000:]
     assert "rows: 3 total, 2 ok, 1 failed" in ray.stdout
     assert _shard_files(str(tmp_path / "ray")) == _shard_files(str(tmp_path / "local"))
@@ -268,7 +269,7 @@ def test_crashing_and_hanging_videos_fail_only_their_rows(ray_cluster, sample_cl
     output = str(tmp_path / "out")
     report = run_preprocess(_options(manifest, output, shard_size=5, timeout=3, **_on_ray(ray_cluster)))
 
-    assert report.exit_code == EXIT_ROWS_FAILED
+    assert report.exit_code == ExitCode.ROWS_FAILED
     rows = _rows(output)
     assert [r["status"] for r in rows] == ["ok", "failed", "ok", "failed", "ok"]
     assert rows[1]["error"].startswith(f"worker crashed (signal 11) while decoding {uris[1]}")
@@ -307,7 +308,7 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
     for _ in range(2):
         outcome, statuses = run_shard(work, schema=schema, final_url=final, options=options, folder=str(tmp_path))
         outcomes.append((outcome, Path(final).read_bytes()))
-        assert statuses == [(0, "ok", None), (1, "ok", None)]
+        assert statuses == [(0, "ok", None, None), (1, "ok", None, None)]
     assert outcomes[0][1] == outcomes[1][1]
     strip = lambda stats: {k: v for k, v in stats.items() if k not in RUN_KEYS}  # noqa: E731
     assert strip(outcomes[0][0].stats) == strip(outcomes[1][0].stats)

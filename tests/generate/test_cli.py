@@ -42,7 +42,7 @@ def test_cli_runs_a_queue(small_rows, tmp_path):
 def test_bad_options_are_reported_before_any_work(tmp_path, args, message):
     queue = write_queue(tmp_path / "q.parquet", [dict(prompt="p")])
     result = cli(queue, "--output", tmp_path / "out", "--model", "tiny-random", *args)
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     with pytest.raises(AssertionError, match=message):
         raise AssertionError(result.output)
     assert not (tmp_path / "out" / "records").exists()
@@ -102,6 +102,72 @@ def test_kill_9_mid_queue_then_rerun_completes_each_request_once(tmp_path):
     again = tmp_path / "again"
     run_queue(write_queue(tmp_path / "q2.parquet", rows[:2]), again)
     assert [r["sha256"] for r in read_records(again)] == [r["sha256"] for r in records[:2]]
+
+
+def test_ctrl_c_exits_130_and_a_rerun_resumes(tmp_path):
+    """SIGINT to the process group, as a terminal's Ctrl-C sends it, once some requests are recorded:
+    exit 130 with the resume hint, the lock released, no partial MP4 left, and a re-run completes
+    the rest without redoing the recorded ones."""
+    rows = [dict(id=f"r{i}", prompt=f"prompt {i}", size="32x32", num_frames=9, num_inference_steps=4, seed=i)
+            for i in range(10)]
+    queue = write_queue(tmp_path / "q.parquet", rows)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "jobs.generate", queue, "--output", str(out), "--model", "tiny-random",
+           "--progress", "off"]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        _wait_for_records(out / "records", at_least=1, proc=proc, timeout=120)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err.decode()
+    assert "interrupted; run the same command again to resume" in err.decode()
+    assert "Traceback" not in err.decode()
+    first = {n: os.stat(out / "records" / n).st_mtime_ns for n in os.listdir(out / "records")}
+    assert 1 <= len(first) < len(rows), "the interrupt should land in the middle of the queue"
+    assert not [n for n in os.listdir(out / "videos") if n.endswith(".partial.mp4")]
+    assert not (out / LOCK_NAME).exists()  # released on the way out
+
+    summary = run_queue(queue, out)
+    assert summary.skipped == len(first) and summary.completed == len(rows) - len(first)
+    assert sorted(r["id"] for r in read_records(out) if r["status"] == "completed") == sorted(r["id"] for r in rows)
+    assert {n: os.stat(out / "records" / n).st_mtime_ns for n in first} == first
+
+
+def test_an_arrow_error_mid_run_is_a_crash_not_a_refusal(tmp_path, monkeypatch):
+    """Only refusals exit 2 ("before any work"); an Arrow error while recording the second request
+    is a crash (1) with its traceback, the first request stays recorded, and a re-run finishes."""
+    import pyarrow as pa
+
+    from videoproc.generate import records
+
+    encode = records._parquet_bytes
+    calls = []
+
+    def failing_second(table):
+        calls.append(table)
+        if len(calls) == 2:
+            raise pa.ArrowInvalid("Parquet writer failed: simulated")
+        return encode(table)
+
+    monkeypatch.setattr(records, "_parquet_bytes", failing_second)
+    rows = [dict(id=f"r{i}", prompt=f"prompt {i}", size="32x32", num_frames=9, num_inference_steps=2, seed=i)
+            for i in range(3)]
+    queue = write_queue(tmp_path / "q.parquet", rows)
+    result = cli(queue, "--output", tmp_path / "out", "--model", "tiny-random", "--progress", "off")
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, pa.ArrowInvalid) and "error:" not in result.output
+    assert os.listdir(tmp_path / "out" / "records") == ["r0.parquet"]
+    assert not (tmp_path / "out" / LOCK_NAME).exists()
+
+    monkeypatch.setattr(records, "_parquet_bytes", encode)
+    again = cli(queue, "--output", tmp_path / "out", "--model", "tiny-random", "--progress", "off")
+    assert again.exit_code == 0, again.output
+    assert "2 completed, 0 failed, 1 already done of 3 requests" in again.output
 
 
 def _wait_for_records(folder, *, at_least: int, proc, timeout: float) -> None:

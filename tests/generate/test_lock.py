@@ -14,6 +14,7 @@ import pytest
 
 from gen_helpers import REPO, read_records, run_queue, write_queue
 from tests.servers import s3
+from videoproc.common.errors import OptionsError
 from videoproc.common.storage import locate
 from videoproc.generate.lock import LOCK_NAME, OutputLocked, output_lock
 
@@ -111,7 +112,7 @@ def test_kill_9_of_the_holder_then_a_rerun_takes_the_lock_at_once(tmp_path):
 def test_lock_lease_is_validated(tmp_path):
     from videoproc.generate import GenerateOptions
 
-    with pytest.raises(ValueError, match=r"lock_lease must be at least 3 seconds \(got 1\)"):
+    with pytest.raises(OptionsError, match=r"lock_lease must be at least 3 seconds \(got 1\)"):
         GenerateOptions(queue="q", output=str(tmp_path), models=("tiny-random",), lock_lease=1)
 
 

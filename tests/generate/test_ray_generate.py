@@ -246,12 +246,12 @@ def test_models_that_load_on_no_actor_are_refused(ray_cluster, tmp_path):
 
 
 def test_ray_flags_need_the_ray_executor():
-    with pytest.raises(ValueError, match=r"--ray-address and --ray-actors only apply to --executor ray "
+    with pytest.raises(OptionsError, match=r"--ray-address and --ray-actors only apply to --executor ray "
                                          r"\(got executor='local'\); add --executor ray or drop them"):
         GenerateOptions(queue="q", output="o", models=("tiny-random",), ray_address="auto", ray_actors=2)
-    with pytest.raises(ValueError, match=r"ray_actors must be a positive integer \(got 0\)"):
+    with pytest.raises(OptionsError, match=r"ray_actors must be a positive integer \(got 0\)"):
         GenerateOptions(queue="q", output="o", models=("tiny-random",), executor="ray", ray_actors=0)
-    with pytest.raises(ValueError, match=r"executor must be one of local, ray \(got 'dask'\)"):
+    with pytest.raises(OptionsError, match=r"executor must be one of local, ray \(got 'dask'\)"):
         GenerateOptions(queue="q", output="o", models=("tiny-random",), executor="dask")
 
 

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.servers.http_server import HttpTestServer
+from videoproc.common.errors import OptionsError
 from videoproc.generate.options import ReferenceRules
 from videoproc.generate.reference import load_reference
 from videoproc.generate.requests import RequestError
@@ -178,9 +179,9 @@ def test_slow_drip_server_fails_at_the_deadline(reference_png):
 
 
 def test_bad_rules_are_refused_at_start():
-    with pytest.raises(ValueError, match=r"allow_private_hosts entry 'a b' is not a CIDR"):
+    with pytest.raises(OptionsError, match=r"allow_private_hosts entry 'a b' is not a CIDR"):
         ReferenceRules(allow_private_hosts=("a b",))
-    with pytest.raises(ValueError, match=r"reference_timeout must be a positive number of seconds \(got 0\)"):
+    with pytest.raises(OptionsError, match=r"reference_timeout must be a positive number of seconds \(got 0\)"):
         ReferenceRules(timeout=0)
 
 

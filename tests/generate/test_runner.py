@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gen_helpers import REPO, read_records, run_queue, write_queue
+from videoproc.common.errors import OptionsError
 from videoproc.generate.records import RECORD_SCHEMA
 from videoproc.generate.requests import QueueError, key_for_id
 from videoproc.generate.runner import OptionsChanged
@@ -162,7 +163,7 @@ def test_columns_that_clash_with_record_fields_are_refused(tmp_path):
 
 def test_bad_model_folder_is_an_error_at_start(tmp_path):
     queue = write_queue(tmp_path / "q.parquet", [dict(prompt="p")])
-    with pytest.raises(ValueError, match=r"is not a diffusers-format folder \(no model_index.json there\)"):
+    with pytest.raises(OptionsError, match=r"is not a diffusers-format folder \(no model_index.json there\)"):
         run_queue(queue, tmp_path / "out", models=(str(tmp_path),))
 
 

@@ -89,7 +89,8 @@ def check_decoder_room(width: int, height: int, *, threads: int) -> None:
             f"a {width}x{height} stream needs at least {needed} bytes of decoder frames ({threads + 2} "
             f"frames), over the {max(room, 0)} bytes left under this worker's ceiling, "
             f"{WORKER_MEMORY_OPTION} {ceiling} bytes; raise {WORKER_MEMORY_OPTION} if the video is "
-            "legitimate"
+            "legitimate",
+            kind="memory.ceiling",
         )
 
 

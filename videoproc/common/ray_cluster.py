@@ -1,9 +1,15 @@
 """Joining a Ray cluster, shared by both stages' Ray executors: import Ray with a clear error when
-the extra is missing, fail fast on an address nobody listens at, and connect once per process."""
+the extra is missing, fail fast on an address nobody listens at, and connect once per process; and
+the two checks both make on the nodes' view of the driver's files (its working folder, and a local
+--output every node must share). Their schedulers stay their own: a task per shard in preprocess,
+an actor pull loop in generate."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from videoproc.common.errors import OptionsError
@@ -38,6 +44,37 @@ def connect(ray: Any, address: str | None) -> bool:
             "`ray start --head`) and that the cluster is running"
         ) from exc
     return True
+
+
+@contextlib.contextmanager
+def joined(address: str | None) -> Iterator[Any]:
+    """The `ray` module, connected to the cluster at `address` for the duration; disconnected on
+    the way out only when this call connected (a caller already in a cluster stays in it)."""
+    ray = import_ray()
+    started_here = connect(ray, address)
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def enter_driver_folder(folder: str) -> None:
+    """Move this process to the driver's working `folder`, so that a relative path (a manifest row,
+    an input_reference, a model) names what it names for the driver; Ray workers start in a folder
+    of their own. Only for a process private to one task or actor. On a node without that folder
+    nothing changes, and such a path fails its row or request as a missing file."""
+    if os.path.isdir(folder) and os.getcwd() != folder:
+        os.chdir(folder)
+
+
+def not_shared(written: str, url: str) -> str:
+    """Why a file a node wrote to a local --output is missing on the driver, and the fix.
+    `written` says what was written, e.g. "shard part-00003 was written by a Ray worker"."""
+    return (
+        f"{written} but {url} does not exist on the driver: a local --output must be a folder every "
+        "node shares (the same path on a shared filesystem); otherwise write to object storage (s3://...)"
+    )
 
 
 def _check_reachable(address: str | None) -> None:

@@ -59,7 +59,6 @@ LOCK_NAME = ".videoproc.lock"
 DEFAULT_LEASE_S = 60.0
 MIN_LEASE_S = 3.0  # renewal every lease/3 must fit a round trip to the store and the create's settle
 SETTLE_S = 1.0
-EXIT_LOCK_LOST = 5
 
 
 def check_lock_lease(value: Any) -> None:

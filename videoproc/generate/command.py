@@ -1,5 +1,8 @@
 """The `generate` click command: a job file (--config) and flags in, `GenerateOptions` out, `run` called.
-Flags keep click defaults of None; the defaults, and the help's `[default: ...]`, come from the option records."""
+Flags keep click defaults of None; the defaults, and the help's `[default: ...]`, come from the option records.
+
+Exit codes: videoproc.common.exitcodes.ExitCode, the table both stages share (and the README's).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Any
 
 import click
 
+from videoproc.common.errors import OptionsError, ResumeError
+from videoproc.common.exitcodes import ExitCode
 from videoproc.common.flaghelp import as_bytes, doc
 from videoproc.generate.config import build_options, load_config, merge_flags
 from videoproc.generate.options import (
@@ -20,11 +25,6 @@ from videoproc.generate.options import (
     Limits,
     ReferenceRules,
 )
-
-EXIT_REFUSED = 2
-EXIT_SOME_FAILED = 3
-EXIT_INCOMPLETE = 4
-EXIT_LOCK_LOST = 5
 
 
 @click.command("generate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -82,21 +82,21 @@ def generate(queue: str, config_file: str | None, **flags: Any) -> None:
         values = merge_flags(load_config(config_file) if config_file else {}, flags)
         opts = build_options(queue=queue, values=values)
         summary = run(opts)
-    except (ValueError, OutputLocked, EngineError) as exc:  # bad options, a locked output, a missing engine
+    # Refusals only: bad options or queue, a resume with other settings, a locked output, a missing
+    # engine. Anything else raised mid-run (a storage or Arrow error, a bug) is a crash (1), traceback shown.
+    except (OptionsError, ResumeError, OutputLocked, EngineError) as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_REFUSED)
+        sys.exit(ExitCode.REFUSED)
     except LockLost as exc:  # our object-storage lock was broken: we stopped recording
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_LOCK_LOST)
+        sys.exit(ExitCode.LOCK_LOST)
+    except KeyboardInterrupt:
+        # Recorded requests stay recorded; a video cut short is a hidden partial file the next run removes.
+        click.echo("interrupted; run the same command again to resume", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
     click.echo(summary.line())
     # The same codes as preprocess: failed requests are records, and a scheduler can tell
     # "finished, some failed" (3) from "refused" (2), "crashed" (1) and, on Ray, "requests left
     # unrun because the actors were lost; re-run to finish" (4); 5 when this run's object-storage
     # lock was broken or expired and it stopped recording.
-    sys.exit(_exit_code(summary))
-
-
-def _exit_code(summary) -> int:
-    if summary.not_run:
-        return EXIT_INCOMPLETE
-    return EXIT_SOME_FAILED if summary.failed else 0
+    sys.exit(summary.counts().exit_code())

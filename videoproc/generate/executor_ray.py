@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from videoproc.common.errors import OptionsError
-from videoproc.common.ray_cluster import connect as join_cluster
-from videoproc.common.ray_cluster import first_line, import_ray
+from videoproc.common.ray_cluster import enter_driver_folder, first_line, joined, not_shared
 from videoproc.common.storage import exists
 from videoproc.generate.engines import EngineError
 from videoproc.generate.options import GenerateOptions
@@ -51,8 +50,7 @@ class RequestActor:
     """
 
     def __init__(self, worker: Worker, *, engine_factory: Callable, folder: str) -> None:
-        if os.path.isdir(folder) and os.getcwd() != folder:
-            os.chdir(folder)
+        enter_driver_folder(folder)
         self.worker = worker
         open_engines(worker, engine_factory)
 
@@ -94,13 +92,8 @@ class Cluster:
 @contextlib.contextmanager
 def connect(opts: GenerateOptions, *, log: TextIO) -> Iterator[Cluster]:
     """Join the cluster at `opts.ray_address` for the duration and size the run's actors."""
-    ray = import_ray()
-    started_here = join_cluster(ray, opts.ray_address)
-    try:
+    with joined(opts.ray_address) as ray:
         yield _plan(ray, opts, log=log)
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _plan(ray: Any, opts: GenerateOptions, *, log: TextIO) -> Cluster:
@@ -234,11 +227,7 @@ class _Dispatch:
     def _check_shared(self, outcome: Outcome) -> None:
         record = self.worker.out.child("records", f"{outcome.key}.parquet")
         if self.worker.out.is_local and not exists(record):
-            raise OptionsError(
-                f"a Ray actor committed the record of {outcome.id!r} but {record.url} does not exist on "
-                "the driver: a local --output must be a folder every node shares (the same path on a "
-                "shared filesystem); otherwise write to object storage (s3://...)"
-            )
+            raise OptionsError(not_shared(f"a Ray actor committed the record of {outcome.id!r}", record.url))
 
     def _stop_actors(self) -> None:
         # An interrupted or failed run must not leave actors holding GPUs; a request cut short

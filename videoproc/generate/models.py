@@ -12,6 +12,8 @@ import posixpath
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from videoproc.common.errors import OptionsError
+
 Task = Literal["t2v", "i2v"]
 TINY_RANDOM = "tiny-random"
 
@@ -77,18 +79,22 @@ def resolve_models(values: tuple[str, ...]) -> tuple[ModelRef, ...]:
     names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"two --model values share the name {duplicates[0]!r}; requests pick models by "
-                         "folder name, so give each model folder a distinct name")
+        raise OptionsError(f"two --model values share the name {duplicates[0]!r}; requests pick models by "
+                           "folder name, so give each model folder a distinct name")
     return models
 
 
 def _read_model_index(path: str) -> dict:
     index_path = os.path.join(path, "model_index.json")
     if not os.path.isfile(index_path):
-        raise ValueError(f"model {path!r} is not a diffusers-format folder (no model_index.json there); "
-                         f"pass a folder made by save_pretrained, or --model {TINY_RANDOM}")
+        raise OptionsError(f"model {path!r} is not a diffusers-format folder (no model_index.json there); "
+                           f"pass a folder made by save_pretrained, or --model {TINY_RANDOM}")
     with open(index_path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as exc:
+            raise OptionsError(f"model {path!r}: {index_path} is not valid JSON ({exc}); "
+                               "save the model again with save_pretrained") from None
 
 
 def _task_of(class_name: str) -> Task:

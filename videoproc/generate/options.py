@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from videoproc.source.options import SourceOptions
 
+from videoproc.common.checks import check_choice
+from videoproc.common.errors import OptionsError
+from videoproc.common.progress import ProgressMode
 from videoproc.common.runlock import DEFAULT_LEASE_S, check_lock_lease
 
 Engine = Literal["diffusers", "tensorrt-llm"]
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Fit = Literal["round", "reject"]
-ProgressMode = Literal["auto", "bar", "lines", "off"]
 Executor = Literal["local", "ray"]
 
 ENGINES: tuple[str, ...] = ("diffusers", "tensorrt-llm")
@@ -39,7 +41,7 @@ class Limits:
         for name in ("max_width", "max_height", "max_frames"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer (got {value!r}); pass e.g. 4096")
+                raise OptionsError(f"{name} must be a positive integer (got {value!r}); pass e.g. 4096")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,12 +63,12 @@ class ReferenceRules:
 
     def __post_init__(self) -> None:
         if type(self.max_bytes) is not int or self.max_bytes < 1:
-            raise ValueError(f"max_reference_bytes must be a positive integer (got {self.max_bytes!r}); "
+            raise OptionsError(f"max_reference_bytes must be a positive integer (got {self.max_bytes!r}); "
                              "pass e.g. --max-reference-bytes 32MiB")
         if (not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool)
                 or not 0 < self.timeout < float("inf")):
-            raise ValueError(f"reference_timeout must be a positive number of seconds (got {self.timeout!r}); "
-                             "pass e.g. --reference-timeout 60")
+            raise OptionsError(f"reference_timeout must be a positive number of seconds (got {self.timeout!r}); "
+                               "pass e.g. --reference-timeout 60")
         self.source(output=None, storage_options={})  # refuse a bad entry now, not per request
 
     def source(self, *, output: str | None, storage_options: dict) -> SourceOptions:
@@ -117,15 +119,15 @@ class GenerateOptions:
 
     def __post_init__(self) -> None:
         check_lock_lease(self.lock_lease)
-        _check_choice("engine", self.engine, ENGINES)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("fit", self.fit, FITS)
+        check_choice("engine", self.engine, Engine)
+        check_choice("device", self.device, Device)
+        check_choice("dtype", self.dtype, Dtype)
+        check_choice("fit", self.fit, Fit)
         if not self.models:
-            raise ValueError("no model given; pass --model tiny-random or --model PATH to a diffusers folder")
+            raise OptionsError("no model given; pass --model tiny-random or --model PATH to a diffusers folder")
         if self.engine == "tensorrt-llm" and self.device == "cpu":
-            raise ValueError("engine 'tensorrt-llm' runs on CUDA only (got device='cpu'); "
-                             "use --engine diffusers on a CPU")
+            raise OptionsError("engine 'tensorrt-llm' runs on CUDA only (got device='cpu'); "
+                               "use --engine diffusers on a CPU")
         self._check_ray()
 
     def reference_source(self) -> SourceOptions:
@@ -133,18 +135,13 @@ class GenerateOptions:
         return self.references.source(output=self.output, storage_options=self.storage_options)
 
     def _check_ray(self) -> None:
-        _check_choice("executor", self.executor, EXECUTORS)
+        check_choice("executor", self.executor, Executor)
         if self.ray_actors is not None and (type(self.ray_actors) is not int or self.ray_actors < 1):
-            raise ValueError(f"ray_actors must be a positive integer (got {self.ray_actors!r}); "
-                             "pass e.g. --ray-actors 2")
+            raise OptionsError(f"ray_actors must be a positive integer (got {self.ray_actors!r}); "
+                               "pass e.g. --ray-actors 2")
         if self.executor != "ray":
             given = [name for name in ("ray_address", "ray_actors") if getattr(self, name) is not None]
             if given:
                 flags = " and ".join("--" + name.replace("_", "-") for name in given)
-                raise ValueError(f"{flags} only apply to --executor ray (got executor={self.executor!r}); "
-                                 "add --executor ray or drop them")
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+                raise OptionsError(f"{flags} only apply to --executor ray (got executor={self.executor!r}); "
+                                   "add --executor ray or drop them")

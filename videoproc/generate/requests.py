@@ -22,7 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from videoproc.common.storage import locate, read_parquet
+from videoproc.common.errors import OptionsError
+from videoproc.common.storage import Location, locate, read_parquet
 from videoproc.generate.models import ModelRef, ModelSpec
 from videoproc.generate.options import Fit, Limits
 
@@ -40,8 +41,8 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
 
-class QueueError(ValueError):
-    """The queue as a whole cannot be run."""
+class QueueError(OptionsError):
+    """The queue as a whole cannot be run: refused before any work."""
 
 
 class RequestError(ValueError):
@@ -103,7 +104,7 @@ class Rejected:
 
 def read_queue(url: str, *, storage_options: dict | None = None) -> Queue:
     """Read a Parquet queue from a local path or fsspec URL and check it as a whole."""
-    loc = locate(url, storage_options=storage_options)
+    loc = _locate_queue(url, storage_options)
     try:
         table = read_parquet(loc)
     except FileNotFoundError:
@@ -116,6 +117,13 @@ def read_queue(url: str, *, storage_options: dict | None = None) -> Queue:
     queue = Queue(url=loc.url, rows=table.to_pylist(), passthrough=passthrough)
     _check_unique_ids(queue)
     return queue
+
+
+def _locate_queue(url: str, storage_options: dict | None) -> Location:
+    try:
+        return locate(url, storage_options=storage_options)
+    except (ValueError, ImportError) as exc:  # an unknown scheme, or one whose fsspec package is missing
+        raise QueueError(f"queue {url!r} is not usable: {exc}; pass a local Parquet file or an fsspec URL") from None
 
 
 def request_id(raw: dict, row: int) -> str:

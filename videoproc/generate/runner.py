@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from videoproc.common.counts import RunCounts
+from videoproc.common.errors import OptionsError, ResumeError
 from videoproc.common.progress import Progress
 from videoproc.common.storage import Location, exists, locate, read_json, remove, write_json_atomic
 from videoproc.generate import records as rec
@@ -29,7 +31,7 @@ from videoproc.generate.worker import DEMO_NOTE, Outcome, Worker, close_engines,
 _SETTINGS_THAT_MUST_MATCH = ("engine", "models", "dtype", "fit")
 
 
-class OptionsChanged(ValueError):
+class OptionsChanged(ResumeError):
     """The output folder was started with other settings; mixing them would mix videos."""
 
 
@@ -62,20 +64,24 @@ class RunSummary:
         return (f"{self.completed} completed, {self.failed} failed, {self.skipped} already done{lost} "
                 f"of {self.total} requests in {self.seconds:.1f} s; records: {self.output}/records.parquet{earlier}")
 
+    def counts(self) -> RunCounts:
+        """The counts both stages report, and so the exit status: requests done earlier count as ok."""
+        return RunCounts(total=self.total, ok=self.completed + self.skipped, failed=self.failed, left=self.not_run)
+
 
 def run(opts: GenerateOptions, *, log: TextIO = sys.stderr, engine_factory=open_engine,
         draw_seed: Callable[[], int] = lambda: secrets.randbelow(2**32)) -> RunSummary:
     """Generate every request of `opts.queue` that `opts.output` does not hold as completed yet,
     in this process or, with `opts.executor == "ray"`, on the actors of a Ray cluster."""
     started = time.perf_counter()
-    summary = RunSummary(output=locate(opts.output, storage_options=opts.storage_options).url)
+    summary = RunSummary(output=_locate_output(opts).url)
     queue = _timed(summary, "queue_read", lambda: read_queue(opts.queue, storage_options=opts.storage_options))
     _check_columns(queue)
     models = resolve_models(opts.models)
     with _cluster(opts, log) as cluster:
         device = cluster.device if cluster else resolve_device(opts.engine, opts.device)
         dtype = resolve_dtype(opts.dtype, device)
-        out = locate(opts.output, storage_options=opts.storage_options)
+        out = _locate_output(opts)
         worker = Worker(opts=opts, out=out, models=models, passthrough_names=tuple(f.name for f in queue.passthrough),
                         device=device, dtype=dtype, schema=rec.record_schema(queue.passthrough), draw_seed=draw_seed)
         with output_lock(out, break_lock=opts.break_lock, lease_s=opts.lock_lease, log=log) as lease:
@@ -155,6 +161,14 @@ def _consolidate(queue: Queue, worker: Worker, summary: RunSummary) -> None:
         summary.earlier_records = rec.consolidate(worker.out, keys=_keys(queue), schema=worker.schema)
 
     _timed(summary, "consolidate", write)
+
+
+def _locate_output(opts: GenerateOptions) -> Location:
+    try:
+        return locate(opts.output, storage_options=opts.storage_options)
+    except (ValueError, ImportError) as exc:  # an unknown scheme, or one whose fsspec package is missing
+        raise OptionsError(f"output {opts.output!r} is not usable: {exc}; pass a local folder or an "
+                           "fsspec URL such as s3://bucket/prefix") from None
 
 
 def _keys(queue: Queue) -> list[str]:

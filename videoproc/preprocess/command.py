@@ -1,11 +1,7 @@
 """The `preprocess` and `status` click commands; videoproc.cli registers them on the `videoproc` group.
 Thin: parses flags into option records and calls the library.
 
-Exit codes (preprocess): 0 finished, every row ok; 3 finished, some rows failed (see the summary);
-4 incomplete, some shards could not be written (re-run to finish); 2 bad options, manifest, a
-refused resume or an output locked by another run, before any work; 5 this run's lock on an
-object-storage output was broken or expired, so it stopped committing; 130 interrupted (Ctrl-C);
-1 crashed.
+Exit codes: videoproc.common.exitcodes.ExitCode, the table both stages share (and the README's).
 """
 
 from __future__ import annotations
@@ -18,16 +14,14 @@ from typing import Any
 import click
 
 from videoproc.common.errors import ManifestError, OptionsError, ResumeError
+from videoproc.common.exitcodes import ExitCode
 from videoproc.common.flaghelp import as_bytes, as_size, doc
 from videoproc.common.memory import WORKER_BASE_BYTES, WORKER_BYTES_PER_THREAD
-from videoproc.common.runlock import EXIT_LOCK_LOST, LockLost, OutputLocked
+from videoproc.common.runlock import LockLost, OutputLocked
 from videoproc.preprocess.config import build_options, load_config, merge_flags
 from videoproc.preprocess.options import PreprocessOptions, RunOptions
 from videoproc.source.options import SourceOptions
 from videoproc.video.options import DEFAULT_NUM_FRAMES, VideoOptions
-
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 # What RunOptions.worker_memory=None works out (videoproc.common.memory.default_worker_memory).
 WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_bytes(WORKER_BYTES_PER_THREAD)} "
@@ -117,14 +111,14 @@ def preprocess(manifest: str, config_file: str | None, **flags: Any) -> None:
         report = run_preprocess(options)
     except (OptionsError, ManifestError, ResumeError, OutputLocked) as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        sys.exit(ExitCode.REFUSED)
     except LockLost as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_LOCK_LOST)
+        sys.exit(ExitCode.LOCK_LOST)
     except KeyboardInterrupt:
         # Committed shards stay committed; half-written ones were discarded on the way out.
         click.echo("interrupted; run the same command again to resume", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
     done = report.summary["rows_ok"] + report.summary["rows_failed"]
     click.echo(format_summary(report.summary, throughput=done / max(time.monotonic() - started, 1e-9)))
     sys.exit(report.exit_code)
@@ -140,5 +134,5 @@ def status(output: str, storage_options: str | None, as_json: bool) -> None:
 
     info = read_status(output, storage_options=json.loads(storage_options) if storage_options else {})
     click.echo(json.dumps(info, indent=2, default=str) if as_json else format_status(info))
-    sys.exit(0 if info["exists"] else EXIT_BAD_INPUT)
+    sys.exit(ExitCode.OK if info["exists"] else ExitCode.REFUSED)
 

@@ -2,7 +2,7 @@
 
 A task processes the videos of its shard, assembles them in manifest order and publishes the shard
 file straight to the output storage, so frames never pass through the driver; it returns only the
-shard's stats and one small (row, status, error) tuple per video. The driver hands the outcomes to
+shard's stats and one small (row, status, error, error_kind) tuple per video. The driver hands the outcomes to
 the job as tasks finish, and the job writes each completion marker. One task per shard, never per
 video: Ray's per-task overhead (seconds on a small machine) would dwarf decoding a short clip.
 
@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from videoproc.common import storage
-from videoproc.common.ray_cluster import connect, first_line, import_ray
+from videoproc.common.ray_cluster import enter_driver_folder, first_line, import_ray, joined, not_shared
 from videoproc.preprocess import executor as local_executor
 from videoproc.preprocess.executor import OnResult
 from videoproc.preprocess.options import PreprocessOptions
@@ -41,7 +41,7 @@ TASK_MAX_RETRIES = 3
 # Shards submitted ahead of the free CPUs: enough to keep every node busy between ray.wait calls,
 # few enough that a long manifest's task arguments do not all sit in the object store at once.
 IN_FLIGHT_PER_CPU = 2
-RowStatus = tuple[int, str, str | None]
+RowStatus = tuple[int, str, str | None, str | None]  # row, status, error, error_kind
 
 
 def run_shard(
@@ -66,7 +66,7 @@ def run_shard(
     try:
         with WorkerPool(workers=1, config=_worker_config(options, folder, job), timeout=options.run.timeout) as pool:
             for result in pool.run(work.tasks):
-                statuses.append((result.row, result.status, result.error))
+                statuses.append((result.row, result.status, result.error, result.error_kind))
                 assembler.add(result)
         if not assembler.complete:
             raise RuntimeError(
@@ -93,8 +93,7 @@ def _process_in_folder(task: VideoTask, *, folder: str, job: Callable[..., Video
     names the same file as with the local executor (Ray workers start in a folder of their own).
     The child process is private to this shard, so changing its folder affects nothing else; on a
     node where the folder does not exist, a relative path fails its row as a missing file."""
-    if os.path.isdir(folder) and os.getcwd() != folder:
-        os.chdir(folder)
+    enter_driver_folder(folder)
     return job(task, **kwargs)
 
 
@@ -113,13 +112,8 @@ class RayExecutor:
     def run(
         self, works: Sequence[ShardWork], *, schema: pa.Schema, state: RunState, on_result: OnResult
     ) -> Iterator[ShardOutcome]:
-        ray = import_ray()
-        started_here = connect(ray, self.options.run.ray_address)
-        try:
+        with joined(self.options.run.ray_address) as ray:
             yield from self._run(ray, works, schema=schema, state=state, on_result=on_result)
-        finally:
-            if started_here:
-                ray.shutdown()
 
     def _run(
         self, ray: Any, works: Sequence[ShardWork], *, schema: pa.Schema, state: RunState, on_result: OnResult
@@ -156,11 +150,13 @@ class RayExecutor:
             error = f"shard {work.shard.name} was lost on the Ray cluster ({first_line(exc)}); re-run to finish it"
             return ShardOutcome(shard=work.shard, stats=None, error=error)
         tasks = {t.row: t for t in work.tasks}
-        for row, status, error in statuses:
+        for row, status, error, kind in statuses:
             task = tasks[row]
-            on_result(VideoResult(row=row, id=task.id, uri=task.uri, status=status, error=error))
-        if outcome.stats is not None and not storage.exists(state.data_file(work.shard)):
-            return ShardOutcome(shard=work.shard, stats=None, error=_not_shared(state, work))
+            on_result(VideoResult(row=row, id=task.id, uri=task.uri, status=status, error=error, error_kind=kind))
+        data = state.data_file(work.shard)
+        if outcome.stats is not None and not storage.exists(data):
+            error = not_shared(f"shard {work.shard.name} was written by a Ray worker", data.url)
+            return ShardOutcome(shard=work.shard, stats=None, error=error)
         return outcome
 
 
@@ -169,12 +165,3 @@ def _cancel(ray: Any, ref: Any) -> None:
     # finished cannot be cancelled, which is fine.
     with contextlib.suppress(Exception):
         ray.cancel(ref, force=True)
-
-
-def _not_shared(state: RunState, work: ShardWork) -> str:
-    path = state.data_file(work.shard).url
-    return (
-        f"shard {work.shard.name} was written by a Ray worker but {path} does not exist on the "
-        "driver: a local --output must be a folder every node shares (the same path on a shared "
-        "filesystem); otherwise write to object storage (s3://...)"
-    )

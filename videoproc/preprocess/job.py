@@ -20,19 +20,15 @@ from videoproc.preprocess.manifest import Manifest, read_manifest
 from videoproc.preprocess.options import PreprocessOptions
 from videoproc.preprocess.runstate import RunState, Shard, plan_shards
 from videoproc.preprocess.shards import ShardWork
-from videoproc.preprocess.summary import summarize
+from videoproc.preprocess.summary import run_counts, summarize
 from videoproc.preprocess.write import output_schema
 from videoproc.video.process import VideoResult, VideoTask
-
-EXIT_OK = 0
-EXIT_ROWS_FAILED = 3
-EXIT_INCOMPLETE = 4
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunReport:
     summary: dict[str, Any]
-    exit_code: int
+    exit_code: int  # an ExitCode (videoproc.common.exitcodes)
 
 
 def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) -> RunReport:
@@ -65,7 +61,7 @@ def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) 
         summary["run_id"] = state.run_id
         lease.check()
         state.write_summary(summary)
-    return RunReport(summary=summary, exit_code=_exit_code(summary))
+    return RunReport(summary=summary, exit_code=run_counts(summary).exit_code())
 
 
 def _refuse_in_worker_bootstrap() -> None:
@@ -150,8 +146,3 @@ def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest,
         progress.close()
     return errors
 
-
-def _exit_code(summary: dict[str, Any]) -> int:
-    if summary["shards_pending"]:
-        return EXIT_INCOMPLETE
-    return EXIT_ROWS_FAILED if summary["rows_failed"] else EXIT_OK

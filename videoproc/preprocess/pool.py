@@ -138,7 +138,8 @@ class WorkerPool:
         now = time.monotonic()
         for worker in busy:
             if id(worker) not in done and worker.task is not None and now >= worker.deadline:
-                yield self._replace(worker, f"timed out after {self.timeout:g}s while decoding {worker.task.uri}")
+                yield self._replace(worker, f"timed out after {self.timeout:g}s while decoding {worker.task.uri}",
+                                    kind="worker.timeout")
 
     def _receive(self, worker: _Worker) -> VideoResult:
         task = worker.task
@@ -152,7 +153,8 @@ class WorkerPool:
         worker.process.join(timeout=5)
         code = worker.process.exitcode
         reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return self._replace(worker, f"worker crashed ({reason}) while decoding {task.uri}{self._memory_note()}")
+        return self._replace(worker, f"worker crashed ({reason}) while decoding {task.uri}{self._memory_note()}",
+                             kind="worker.crashed")
 
     def _memory_note(self) -> str:
         limit = self.config.memory_limit
@@ -164,13 +166,13 @@ class WorkerPool:
             f"can die this way: raise {WORKER_MEMORY_OPTION} if the video is legitimate"
         )
 
-    def _replace(self, worker: _Worker, error: str) -> VideoResult:
+    def _replace(self, worker: _Worker, error: str, *, kind: str) -> VideoResult:
         task = worker.task
         self._stop(worker, graceful=False)
         index = self._workers.index(worker)
         self._workers[index] = self._spawn()
         self.replaced += 1
-        return failed(task, error)
+        return failed(task, error, kind=kind)
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)

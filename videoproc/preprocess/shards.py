@@ -23,6 +23,7 @@ from videoproc.preprocess.write import ROWS_PER_GROUP, ShardWriter, result_colum
 from videoproc.video.process import VideoResult, VideoTask
 
 WRITE_BACKOFF_S = 0.5
+EXAMPLE_WIDTH = 300  # characters of the example message kept per error kind in a shard's stats
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,7 +136,8 @@ class ShardAssembler:
 class _ShardStats:
     ok: int = 0
     failed: int = 0
-    errors: collections.Counter = field(default_factory=collections.Counter)
+    errors: collections.Counter = field(default_factory=collections.Counter)  # by error kind
+    examples: dict[str, str] = field(default_factory=dict)  # the first message of each kind
     frames_decoded: int = 0
     frames_decoded_min: int = 0
     bytes_read: int = 0
@@ -146,7 +148,9 @@ class _ShardStats:
             self.ok += 1
         else:
             self.failed += 1
-            self.errors[error_kind(result.error or "")] += 1
+            kind = result.error_kind or "unexpected"
+            self.errors[kind] += 1
+            self.examples.setdefault(kind, result.error or "")
         self.frames_decoded += result.frames_decoded
         self.frames_decoded_min += result.frames_decoded_min
         self.bytes_read += result.bytes_read
@@ -160,7 +164,8 @@ class _ShardStats:
             "failed": self.failed,
             "retried": work.retried,
             "recovered": self.ok if work.retried else 0,
-            "errors": dict(self.errors.most_common(20)),
+            "errors": dict(self.errors.most_common()),
+            "error_examples": {kind: self.examples[kind][:EXAMPLE_WIDTH] for kind in self.errors},
             "frames_decoded": self.frames_decoded,
             "frames_decoded_min": self.frames_decoded_min,
             "bytes_read": self.bytes_read,
@@ -170,8 +175,3 @@ class _ShardStats:
             "committed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
-
-def error_kind(error: str) -> str:
-    """A short key grouping similar errors: the message up to its first colon or path."""
-    head = error.split(":")[0].split(" while ")[0].strip()
-    return head[:80] if head else "unknown error"

@@ -8,8 +8,7 @@ import click
 
 from videoproc.common.checks import parse_json_object
 from videoproc.common.errors import OptionsError
-
-EXIT_BAD_INPUT = 2
+from videoproc.common.exitcodes import ExitCode
 
 
 @click.command("inspect")
@@ -38,7 +37,7 @@ def inspect_cmd(output: str, sheet_path: str, html_path: str | None, sample: int
             raise ReadError(f"max_side must be a positive pixel count (got {max_side}); e.g. --max-side 128")
     except (ReadError, OptionsError) as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        sys.exit(ExitCode.REFUSED)
     click.echo(format_table(inspection))
     write_sheet(inspection, sheet_path, max_side=max_side)
     click.echo(f"contact sheet: {sheet_path} ({len(inspection.strips)} rows)")

@@ -13,7 +13,7 @@ from videoproc.common import storage
 from videoproc.preprocess.status import read_status
 from videoproc.read.rows import UnitReader, ok_rows
 from videoproc.read.units import Unit, list_units
-from videoproc.report.facts import FAILED_LIMIT, Inspection, count_errors
+from videoproc.report.facts import ERROR_WIDTH, FAILED_LIMIT, Inspection, count_errors
 from videoproc.report.sheet import Strip, pick
 
 INDEX_COLUMNS = ["id", "uri", "status", "error"]
@@ -34,7 +34,7 @@ def inspect_preprocess(output: str, *, sample: int, max_frames: int, seed: int, 
     return Inspection(
         output=storage.locate(output, storage_options=storage_options).url, kind="preprocess",
         statuses={"ok": summary["rows_ok"], "failed": summary["rows_failed"]},
-        top_errors=summary["top_errors"] or count_errors(r["error"] for r in failed),
+        top_errors=_top_errors(summary) or count_errors(r["error"] for r in failed),
         notes=_notes(summary), options=status["options"],
         failed=tuple({k: r[k] for k in INDEX_COLUMNS} for r in failed[:FAILED_LIMIT]), strips=tuple(strips),
     )
@@ -76,6 +76,13 @@ def _strips(reader: UnitReader, units: tuple[Unit, ...], chosen: list[dict[str, 
         table = reader.read(units[number]).take(positions)
         strips += [row_strip(row, max_frames=max_frames) for row in ok_rows(table)]
     return strips
+
+
+def _top_errors(summary: dict[str, Any]) -> dict[str, int]:
+    """Rows per error kind, each shown with its example message when the run recorded one."""
+    examples = summary.get("error_examples", {})
+    return {(f"{kind}: {examples[kind]}" if kind in examples else kind)[:ERROR_WIDTH]: count
+            for kind, count in summary["top_errors"].items()}
 
 
 def _notes(summary: dict[str, Any]) -> tuple[str, ...]:

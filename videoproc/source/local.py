@@ -12,7 +12,7 @@ import os
 import stat
 from typing import BinaryIO
 
-from videoproc.common.errors import SourceError
+from videoproc.common.errors import SourceError, SourceNotFound, SourceRefused
 from videoproc.source.options import SourceOptions
 
 _KINDS = {
@@ -35,11 +35,11 @@ def open_local_file(path: str) -> BinaryIO:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise SourceError(f"file not found: {path}") from None
+        raise SourceNotFound(f"file not found: {path}") from None
     except PermissionError:
         raise SourceError(f"permission denied reading {path}") from None
     except IsADirectoryError:
-        raise SourceError(f"{path} is a directory, not a video file") from None
+        raise SourceRefused(f"{path} is a directory, not a video file") from None
     try:
         _check_regular(fd, path)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
@@ -55,8 +55,8 @@ def _check_regular(fd: int, path: str) -> None:
         return
     kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
     if stat.S_ISDIR(mode):
-        raise SourceError(f"{path} is a directory, not a video file")
-    raise SourceError(
+        raise SourceRefused(f"{path} is a directory, not a video file")
+    raise SourceRefused(
         f"{path} is {kind}, not a regular file; only regular files are read (a pipe or device could "
         "hang or never end): copy the data to a file"
     )
@@ -66,7 +66,7 @@ def _confine(path: str, root: str) -> str:
     """Resolve symlinks and '..' first, then require the real path to lie under the root."""
     full = os.path.realpath(os.path.join(root, path))
     if os.path.commonpath([full, root]) != root:
-        raise SourceError(
+        raise SourceRefused(
             f"{path} resolves to {full}, outside --local-root {root}; local paths must stay "
             "inside the root (no '..' or symlink escapes)"
         )

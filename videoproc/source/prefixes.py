@@ -16,7 +16,7 @@ import os
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from videoproc.common.errors import OptionsError, SourceError
+from videoproc.common.errors import OptionsError, SourceError, SourceRefused
 from videoproc.source.uri import ParsedURI, parse_uri, shorten
 
 if TYPE_CHECKING:  # SourceOptions normalises its prefixes here, so it imports this module
@@ -42,7 +42,7 @@ def normalise_location(location: str) -> str:
     """The normal form of a local path or URL (see the module docstring)."""
     parsed = parse_uri(location)
     if parsed.kind == "data":
-        raise SourceError("a data: URI has no location; use a path or URL prefix")
+        raise SourceRefused("a data: URI has no location; use a path or URL prefix")
     if parsed.kind == "local":
         return os.path.realpath(parsed.path or "")
     return _normal_url(parsed)
@@ -56,12 +56,12 @@ def check_location(parsed: ParsedURI, *, real_path: str | None, options: SourceO
     location = real_path if parsed.kind == "local" else _normal_url(parsed)
     assert location is not None
     if options.own_output and within(location, options.own_output):
-        raise SourceError(
+        raise SourceRefused(
             f"{shorten(parsed.uri)} is inside this run's own output ({options.own_output}); a run never "
             "reads its own output: fix the row, or write the output somewhere else"
         )
     if options.allowed_prefixes and not any(within(location, p) for p in options.allowed_prefixes):
-        raise SourceError(
+        raise SourceRefused(
             f"{shorten(parsed.uri)} (as {shorten(location)}) is not under --allowed-prefixes "
             f"({', '.join(options.allowed_prefixes)}); rows may only read there: fix the row or add its "
             "prefix to --allowed-prefixes"
@@ -87,7 +87,7 @@ def _normal_url(parsed: ParsedURI) -> str:
     host = parts.netloc.rpartition("@")[2].lower()
     path = unquote(parts.path) if parsed.kind == "http" else parts.path
     if any(segment in (".", "..") for segment in path.split("/")):
-        raise SourceError(
+        raise SourceRefused(
             f"{shorten(parsed.uri)} has a '.' or '..' path segment, which a server may resolve to "
             "another location; such URLs are refused while --allowed-prefixes or the output guard "
             "applies: write the path without them"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fsspec
 
-from videoproc.common.errors import SourceError
+from videoproc.common.errors import SourceError, SourceNotFound, SourceRefused
 from videoproc.source.cache import BlockReader, BlockStore, cache_key, open_cached
 from videoproc.source.options import SourceOptions
 
@@ -20,8 +20,8 @@ def open_remote(uri: str, *, options: SourceOptions) -> BlockReader:
             fetch=lambda start, end: fs.cat_file(path, start=start, end=end),
         )
     except FileNotFoundError:
-        raise SourceError(f"object not found: {uri}") from None
+        raise SourceNotFound(f"object not found: {uri}") from None
     except (ValueError, ImportError) as exc:
-        raise SourceError(f"cannot open {uri}: {exc}") from exc
+        raise SourceRefused(f"cannot open {uri}: {exc}") from exc
     except OSError as exc:
         raise SourceError(f"cannot read {uri}: {exc}") from exc

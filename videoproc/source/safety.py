@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from videoproc.common.errors import SourceError
+from videoproc.common.errors import SourceError, SourceRefused
 from videoproc.source.addresses import IPAddress, PrivateHostRule, special_purpose_entry
 from videoproc.source.options import SourceOptions
 
@@ -54,14 +54,14 @@ def split_url(url: str) -> tuple[Scheme, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise SourceError(f"{redact(url)} is not an http(s) URL (scheme {scheme!r}); "
-                          "only http:// and https:// are fetched over HTTP")
+        raise SourceRefused(f"{redact(url)} is not an http(s) URL (scheme {scheme!r}); "
+                            "only http:// and https:// are fetched over HTTP")
     try:
         port = parts.port or _DEFAULT_PORTS[scheme]
     except ValueError:
-        raise SourceError(f"{redact(url)} has an invalid port; expected a number from 1 to 65535") from None
+        raise SourceRefused(f"{redact(url)} has an invalid port; expected a number from 1 to 65535") from None
     if not parts.hostname:
-        raise SourceError(f"{redact(url)} has no host name; expected {scheme}://HOST/PATH")
+        raise SourceRefused(f"{redact(url)} has no host name; expected {scheme}://HOST/PATH")
     return scheme, parts.hostname.rstrip("."), port  # type: ignore[return-value]
 
 
@@ -72,7 +72,7 @@ def check_domain(host: str, allowed: Collection[str], *, url: str) -> None:
     names = [d.strip().lower().lstrip("*").strip(".") for d in allowed]
     if any(host == d or host.endswith("." + d) for d in names if d):
         return
-    raise SourceError(
+    raise SourceRefused(
         f"host {host!r} of {redact(url)} is not in --allowed-domains ({', '.join(allowed)}); "
         "a host must equal an allowed domain or be a subdomain of one; add it to --allowed-domains"
     )
@@ -97,7 +97,7 @@ def check_public(ip: IPAddress, *, host: str, url: str) -> None:
     shown = host if host == str(ip) else f"{host} ({ip})"
     named = (" (name it exactly: link-local and metadata addresses are never covered by a wider range)"
              if entry.named_only else "")
-    raise SourceError(
+    raise SourceRefused(
         f"refused {redact(url)}: {shown} is a {entry.kind} address ({entry.network}, {entry.name}), and "
         f"URLs in a manifest may only reach public addresses; if this host is trusted, add it to "
         f"--allow-private-hosts{named}, or pass --allow-private-network to allow every private address"

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from videoproc.common.errors import SourceError
+from videoproc.common.errors import SourceRefused
 
 # Object stores whose endpoint and credentials come from the operator's configuration. Other
 # fsspec protocols (ftp, sftp, webhdfs...) would let a manifest row reach any host, past the
@@ -50,13 +50,13 @@ class ParsedURI:
 def parse_uri(uri: str) -> ParsedURI:
     """Classify `uri`, or raise SourceError naming the rule it breaks and the fix."""
     if not isinstance(uri, str) or not uri:
-        raise SourceError(f"URI {uri!r} is empty; every row needs a path or URL")
+        raise SourceRefused(f"URI {uri!r} is empty; every row needs a path or URL")
     match = _SCHEME.match(uri)
     scheme = match[1].lower() if match else ""
     if scheme == "data":
         return ParsedURI(uri=uri, scheme="data")
     if "::" in _IPV6_HOST.sub("", uri, count=1):
-        raise SourceError(
+        raise SourceRefused(
             f"URI {shorten(uri)!r} contains '::', which chains a second protocol (fsspec URL "
             "chaining) past the checks of the first; chained URLs are refused: give one plain URL"
         )
@@ -64,7 +64,7 @@ def parse_uri(uri: str) -> ParsedURI:
         return ParsedURI(uri=uri, scheme="", path=uri)
     if not uri[len(scheme) + 1 :].startswith("//"):
         url_form = "file:///PATH" if scheme == "file" else f"{scheme}://HOST/PATH"
-        raise SourceError(
+        raise SourceRefused(
             f"URI {shorten(uri)!r} has the scheme {scheme!r} but no '//' after it, so it is neither a "
             f"URL nor a plain path; write {url_form} for a URL, or ./{shorten(uri)} for a "
             "local file"
@@ -73,13 +73,13 @@ def parse_uri(uri: str) -> ParsedURI:
         return ParsedURI(uri=uri, scheme="file", path=_file_path(uri))
     if scheme in HTTP_SCHEMES or scheme in OBJECT_STORE_SCHEMES:
         return ParsedURI(uri=uri, scheme=scheme)
-    raise SourceError(f"URI scheme {scheme!r} is not supported (in {shorten(uri)!r}); use {SUPPORTED}")
+    raise SourceRefused(f"URI scheme {scheme!r} is not supported (in {shorten(uri)!r}); use {SUPPORTED}")
 
 
 def _file_path(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.netloc not in ("", "localhost"):
-        raise SourceError(f"file:// URI names a remote host {parts.netloc!r}; use file:///path")
+        raise SourceRefused(f"file:// URI names a remote host {parts.netloc!r}; use file:///path")
     return unquote(parts.path)
 
 

@@ -203,15 +203,16 @@ class FrameDecoder:
         self.stats.decode_errors += 1
         if self.strict:
             where = f"{float(packet.pts * self.probe.time_base):.3f}s" if packet.pts is not None else "?"
-            raise VideoError(f"decode error at t={where} (strict mode): {exc}") from exc
+            raise VideoError(f"decode error at t={where} (strict mode): {exc}", kind="video.decode") from exc
 
     def _substitute(self, target: int) -> tuple[int, Frame]:
         """Lenient mode: a target that could not be decoded becomes the nearest earlier good frame."""
         when = f"{self.probe.timestamps[target]:.3f}s"
         if self.strict:
-            raise VideoError(f"frame {target} at t={when} could not be decoded (strict mode)")
+            raise VideoError(f"frame {target} at t={when} could not be decoded (strict mode)", kind="video.decode")
         if self._last_good is None or self._last_good[0] > target:
-            raise VideoError(f"frame {target} at t={when} and every frame before it failed to decode")
+            raise VideoError(f"frame {target} at t={when} and every frame before it failed to decode",
+                             kind="video.decode")
         self.stats.substituted += 1
         return self._last_good
 

@@ -112,7 +112,8 @@ def _check_track(stbl: bytes, track: _TrackName, *, file_size: int | None, max_s
     if samples is not None and not track.sound:
         _check_claim(samples, b"stsz", track, file_size=file_size)
         if samples > max_samples:
-            raise VideoError(too_many_frames(samples, what=f"{track.table(b'stsz')} counts", limit=max_samples))
+            raise VideoError(too_many_frames(samples, what=f"{track.table(b'stsz')} counts", limit=max_samples),
+                             kind="video.too_large")
     for kind in (b"ctts",) if track.sound else (b"stts", b"ctts"):
         box = _child(stbl, kind)
         if box is not None:

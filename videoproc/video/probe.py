@@ -132,7 +132,8 @@ def _scan_packets(
         for packet in container.demux(stream):
             scanned += 1
             if scanned > max_frames:
-                raise VideoError(too_many_frames(max_frames, what="the video stream has more than", limit=max_frames))
+                raise VideoError(too_many_frames(max_frames, what="the video stream has more than", limit=max_frames),
+                                 kind="video.too_large")
             if packets is not None and packet.size:
                 kept += packet.size + PACKET_OVERHEAD_BYTES
                 if kept > max_bytes:

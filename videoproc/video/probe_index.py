@@ -28,7 +28,7 @@ def probe_from_index(
     stream = first_video_stream(container)
     count = len(stream.index_entries)
     if count > max_frames:
-        raise VideoError(too_many_frames(count, what="the MP4's index lists", limit=max_frames))
+        raise VideoError(too_many_frames(count, what="the MP4's index lists", limit=max_frames), kind="video.too_large")
     if not count or (runs.total and runs.total != count):
         return None
     entries = list(stream.index_entries)

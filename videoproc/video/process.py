@@ -47,6 +47,7 @@ class VideoResult:
     uri: str
     status: Literal["ok", "failed"]
     error: str | None = None
+    error_kind: str | None = None  # one of videoproc.common.errors.ERROR_KINDS when failed
     frames: bytes | bytearray | None = None
     shape: tuple[int, int, int, int] | None = None
     frame_indices: list[int] | None = None
@@ -66,20 +67,22 @@ def process_video(task: VideoTask, *, video: VideoOptions, source: SourceOptions
         with open_uri(task.uri, options=source) as reader:
             result = _extract(task, reader, video=video, threads=threads)
     except VideoError as exc:
-        result = failed(task, str(exc))
+        result = failed(task, str(exc), kind=exc.kind)
     except MemoryError:  # FFmpeg's ENOMEM too (av.error.MemoryError), under a --worker-memory ceiling
-        result = failed(task, out_of_memory_message("processing this video"))
+        result = failed(task, out_of_memory_message("processing this video"), kind="memory.ceiling")
     except av.error.FFmpegError as exc:
-        result = failed(task, f"not a readable video: {_ffmpeg_reason(exc)}")
+        result = failed(task, f"not a readable video: {_ffmpeg_reason(exc)}", kind="video.unreadable")
     except OSError as exc:  # a storage read failing mid-decode, after the source opened fine
-        result = failed(task, f"read error: {exc}")
+        result = failed(task, f"read error: {exc}", kind="source.read")
     except Exception as exc:  # a bug or an input nobody foresaw: one failed row, never a dead worker
-        result = failed(task, f"unexpected error {type(exc).__name__}: {exc}; please report it with this row's URI")
+        result = failed(task, f"unexpected error {type(exc).__name__}: {exc}; please report it with this row's URI",
+                        kind="unexpected")
     return _with_seconds(result, time.monotonic() - started)
 
 
-def failed(task: VideoTask, error: str, **extra: Any) -> VideoResult:
-    return VideoResult(row=task.row, id=task.id, uri=task.uri, status="failed", error=error, **extra)
+def failed(task: VideoTask, error: str, *, kind: str, **extra: Any) -> VideoResult:
+    """A failed row: `error` for people, `kind` (one of ERROR_KINDS) to count and filter by."""
+    return VideoResult(row=task.row, id=task.id, uri=task.uri, status="failed", error=error, error_kind=kind, **extra)
 
 
 def check_id(video_id: str) -> None:
@@ -190,7 +193,7 @@ def _open_container(reader):
     except av.error.MemoryError:
         raise  # not the file's fault: the worker's memory ceiling
     except av.error.FFmpegError as exc:
-        raise VideoError(f"not a readable video container: {_ffmpeg_reason(exc)}") from exc
+        raise VideoError(f"not a readable video container: {_ffmpeg_reason(exc)}", kind="video.unreadable") from exc
 
 
 def _converter(info: VideoProbe, rotation: int, video: VideoOptions, threads: int) -> FrameConverter:
@@ -210,7 +213,8 @@ def _check_sample_times(info: VideoProbe, video: VideoOptions) -> None:
         raise VideoError(
             f"--fps {video.fps:g} over its {info.duration:.0f} s duration would make {count} sample "
             f"times, over the {limit} that --max-alloc {video.max_alloc} allows (about "
-            f"{FRAME_COST_BYTES} bytes each); raise --max-alloc or lower --fps"
+            f"{FRAME_COST_BYTES} bytes each); raise --max-alloc or lower --fps",
+            kind="video.too_large",
         )
 
 
@@ -222,7 +226,8 @@ def _check_alloc(info: VideoProbe, count: int, video: VideoOptions) -> None:
         raise VideoError(
             f"needs {needed} bytes ({count} frames of {out_w}x{out_h} RGB plus one {info.width}x"
             f"{info.height} source frame), over --max-alloc {video.max_alloc}; raise --max-alloc "
-            "or lower --size / --num-frames / --max-frames"
+            "or lower --size / --num-frames / --max-frames",
+            kind="video.too_large",
         )
 
 
