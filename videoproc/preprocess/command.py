@@ -30,11 +30,24 @@ EXIT_INTERRUPTED = 130
 @click.option("--output", "-o", help="Output folder: local path or fsspec URL (s3://bucket/prefix). Required.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML job file with the same options; flags override it, and a sampling flag replaces its "
-                   "num-frames, fps and max-frames.")
+                   "num-frames, fps, max-frames and clip options.")
 @click.option("--num-frames", type=int,
               help="Frames spread uniformly over each video (default 16 when --fps is not set).")
 @click.option("--fps", type=float, help="Sample this many frames per second of video instead.")
 @click.option("--max-frames", type=int, help="With --fps: keep at most this many, spread uniformly.")
+@click.option("--clip-frames", type=int,
+              help="Clip mode: one row per clip of this many frames, several clips per video.")
+@click.option("--clip-fps", type=float,
+              help="With --clip-frames: sample each clip at this rate (default: consecutive source frames).")
+@click.option("--clips-per-video", type=int,
+              help="With --clip-frames: clips spread uniformly, first at the start, last at the end (default 1).")
+@click.option("--clip-stride", type=float, help="With --clip-frames: seconds between clip starts instead.")
+@click.option("--max-clips", type=int, help="With --clip-stride: keep at most this many clips, spread uniformly.")
+@click.option("--clip-sampling", type=click.Choice(["uniform", "random"]),
+              help="uniform (default) or random: --clips-per-video random starts, seeded by --clip-seed and id.")
+@click.option("--clip-seed", type=int, help="Seed of --clip-sampling random (default 0).")
+@click.option("--short-video", type=click.Choice(["skip", "pad", "loop"]),
+              help="A video shorter than one clip: skip (default, a skipped row), pad with its last frame, or loop.")
 @click.option("--size", help="Output WIDTHxHEIGHT in pixels, or 'original' (default 224x224).")
 @click.option("--resize-mode", type=click.Choice(["stretch", "crop", "pad"]), help="stretch (default), crop or pad.")
 @click.option("--no-autorotate", is_flag=True, default=None,
