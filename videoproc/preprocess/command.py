@@ -21,7 +21,7 @@ from videoproc.common.runlock import LockLost, OutputLocked
 from videoproc.preprocess.config import build_options, load_config, merge_flags
 from videoproc.preprocess.options import PreprocessOptions, RunOptions
 from videoproc.source.options import SourceOptions
-from videoproc.video.options import DEFAULT_NUM_FRAMES, VideoOptions
+from videoproc.video.options import DEFAULT_NUM_FRAMES, ClipOptions, VideoOptions
 
 # What RunOptions.worker_memory=None works out (videoproc.common.memory.default_worker_memory).
 WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_bytes(WORKER_BYTES_PER_THREAD)} "
@@ -33,7 +33,7 @@ WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_by
 @click.option("--output", "-o", help="Output folder: local path or fsspec URL (s3://bucket/prefix). Required.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML job file with the same options; flags override it, and a sampling flag replaces its "
-                   "num-frames, fps and max-frames.")
+                   "num-frames, fps, max-frames and clip options.")
 @click.option("--num-frames", type=int,
               help=doc(VideoOptions, "num_frames", "Frames spread uniformly over each video.",
                        derived=f"{DEFAULT_NUM_FRAMES} when --fps is not set"))
@@ -41,6 +41,27 @@ WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_by
               help=doc(VideoOptions, "fps", "Sample this many frames per second of video instead."))
 @click.option("--max-frames", type=int,
               help=doc(VideoOptions, "max_frames", "With --fps: keep at most this many, spread uniformly."))
+@click.option("--clip-frames", type=int,
+              help="Clip mode: one row per clip of this many frames, several clips per video.")
+@click.option("--clip-fps", type=float,
+              help=doc(ClipOptions, "fps",
+                       "With --clip-frames: sample each clip at this rate; without it, consecutive source frames."))
+@click.option("--clips-per-video", type=int,
+              help=doc(ClipOptions, "per_video",
+                       "With --clip-frames: clips spread uniformly, first at the start, last at the end.",
+                       derived="1"))
+@click.option("--clip-stride", type=float,
+              help=doc(ClipOptions, "stride", "With --clip-frames: seconds between clip starts instead."))
+@click.option("--max-clips", type=int,
+              help=doc(ClipOptions, "max_clips",
+                       "With --clip-stride: keep at most this many clips, spread uniformly."))
+@click.option("--clip-sampling", type=click.Choice(["uniform", "random"]),
+              help=doc(ClipOptions, "sampling",
+                       "uniform, or random: --clips-per-video random starts, seeded by --clip-seed and id."))
+@click.option("--clip-seed", type=int, help=doc(ClipOptions, "seed", "Seed of --clip-sampling random."))
+@click.option("--short-video", type=click.Choice(["skip", "pad", "loop"]),
+              help=doc(ClipOptions, "short_video",
+                       "A video shorter than one clip: skip (a skipped row), pad with its last frame, or loop."))
 @click.option("--size", help=doc(VideoOptions, "size", "Output WIDTHxHEIGHT in pixels, or 'original'.", show=as_size))
 @click.option("--resize-mode", type=click.Choice(["stretch", "crop", "pad"]),
               help=doc(VideoOptions, "resize_mode", "stretch, crop or pad."))

@@ -1,6 +1,6 @@
 """Job files and flags into option records. A job file (TOML) takes the same names as the flags,
 with dashes or underscores; flags given on the command line override it, and a sampling flag
-(--num-frames, --fps, --max-frames) replaces the file's whole sampling group."""
+(--num-frames, --fps, --max-frames, or a clip flag) replaces the file's whole sampling group."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from videoproc.common.errors import OptionsError
 from videoproc.common.jobfile import given_flags, load_job_file
 from videoproc.preprocess.options import PreprocessOptions, RunOptions
 from videoproc.source.options import SourceOptions
-from videoproc.video.options import VideoOptions, parse_size
+from videoproc.video.options import ClipOptions, VideoOptions, parse_size
 
 _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
+# Clip flags and job-file keys, by their ClipOptions field.
+_CLIP = {"clip_frames": "frames", "clip_fps": "fps", "clips_per_video": "per_video", "clip_stride": "stride",
+         "max_clips": "max_clips", "clip_sampling": "sampling", "clip_seed": "seed", "short_video": "short_video"}
 _SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries",
                  "max_redirects", "cache_entries"}
 _SOURCE_LISTS = {"allowed_domains", "allow_private_hosts", "allowed_prefixes"}
@@ -21,14 +24,14 @@ _SOURCE = _SOURCE_PLAIN | _SOURCE_LISTS | {"storage_options", "max_download_byte
 _RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite",
         "retry_failed", "worker_memory", "break_lock", "lock_lease"}
 _TOP = {"output", "uri_column", "id_column"}
-KNOWN = _VIDEO | _SOURCE | _RUN | _TOP
+KNOWN = _VIDEO | set(_CLIP) | _SOURCE | _RUN | _TOP
 
 
 def load_config(path: str) -> dict[str, Any]:
     return load_job_file(path, known=KNOWN)
 
 
-SAMPLING = ("num_frames", "fps", "max_frames")
+SAMPLING = ("num_frames", "fps", "max_frames", *_CLIP)
 
 
 def merge_flags(file_values: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +66,20 @@ def _video(values: dict[str, Any]) -> VideoOptions:
         kwargs["max_alloc"] = parse_bytes(values["max_alloc"])
     if values.get("no_autorotate"):
         kwargs["autorotate"] = False
+    clips = {field: values[key] for key, field in _CLIP.items() if key in values}
+    if clips:
+        kwargs["clips"] = _clip_options(clips)
     return VideoOptions(**kwargs)
+
+
+def _clip_options(clips: dict[str, Any]) -> ClipOptions:
+    if "frames" not in clips:
+        given = ", ".join(f"--{key.replace('_', '-')}" for key, field in _CLIP.items() if field in clips)
+        raise OptionsError(
+            f"{given} set(s) clip placement but clip mode needs --clip-frames T (got no clip_frames); "
+            "e.g. --clip-frames 16 --clip-fps 8"
+        )
+    return ClipOptions(**clips)
 
 
 def _run(values: dict[str, Any]) -> RunOptions:

@@ -102,15 +102,27 @@ def _fresh_work(manifest: Manifest, shard: Shard) -> ShardWork:
 def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
     """Redo only the failed rows of a committed shard; its ok rows are carried over unchanged."""
     loc = state.data_file(shard)
-    statuses = storage.read_parquet(loc, columns=["status"]).column("status").to_pylist()
+    statuses, clips = _video_statuses(loc)
     positions = list(range(shard.start, shard.stop))
     keep = frozenset(p for p, status in zip(positions, statuses, strict=True) if status == "ok")
     todo = [p for p in positions if p not in keep]
     rows = dict(zip(positions, manifest.passthrough_rows(shard.start, shard.stop), strict=True))
     return ShardWork(
         shard=shard, tasks=_tasks(manifest, todo), passthrough={p: rows[p] for p in todo}, keep=keep,
-        retried=len(todo),
+        retried=len(todo), kept_clips=clips,
     )
+
+
+def _video_statuses(loc: storage.Location) -> tuple[list[str], int]:
+    """The status of each manifest position of a committed shard, and its ok clip rows. In clip
+    mode a video has a row per clip, and its rows start at clip_index 0 (or null: failed, skipped)."""
+    table = storage.read_parquet(loc, columns=["status", "clip_index"])  # absent outside clip mode
+    statuses = table.column("status").to_pylist()
+    if "clip_index" not in table.column_names:
+        return statuses, 0
+    indices = table.column("clip_index").to_pylist()
+    firsts = [s for s, i in zip(statuses, indices, strict=True) if i in (None, 0)]
+    return firsts, sum(1 for s, i in zip(statuses, indices, strict=True) if s == "ok" and i is not None)
 
 
 def make_executor(options: PreprocessOptions) -> Executor:
@@ -131,10 +143,10 @@ def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest,
                         **({"stream": stream} if stream else {}))
 
     def on_result(result: VideoResult) -> None:
-        progress.advance(ok=result.status == "ok", note=result.id)
+        progress.advance(ok=result.status != "failed", note=result.id)
 
     errors = []
-    schema = output_schema(manifest.passthrough_schema)
+    schema = output_schema(manifest.passthrough_schema, clips=options.video.clips is not None)
     try:
         for outcome in executor.run(works, schema=schema, state=state, on_result=on_result):
             if outcome.stats is None:

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from videoproc.common import storage
 from videoproc.common.errors import ManifestError
-from videoproc.preprocess.write import BASE_NAMES
+from videoproc.preprocess.write import RESERVED_NAMES
 
 # 1 hashed only ids and uris, NUL-joined; 2 hashes every output column with length prefixes.
 FINGERPRINT_VERSION = 2
@@ -150,7 +150,7 @@ def _check_unique(ids: pa.ChunkedArray, url: str) -> None:
 
 
 def _check_reserved(columns: list[str], url: str) -> None:
-    clash = [c for c in columns if c in BASE_NAMES]
+    clash = [c for c in columns if c in RESERVED_NAMES]
     if clash:
         raise ManifestError(
             f"manifest {url} has column(s) {', '.join(clash)} that the output reserves for its own "

@@ -101,6 +101,8 @@ class PreprocessOptions:
         """The options that change output rows; a resume with different values is refused."""
         video = dataclasses.asdict(self.video)
         video["size"] = list(self.video.size) if self.video.size else None
+        if video["clips"] is None:
+            del video["clips"]  # outputs made before clip mode existed still resume
         return {
             "video": video,
             "shard_size": self.run.shard_size,

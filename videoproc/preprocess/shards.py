@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from videoproc.common import storage
 from videoproc.common.errors import StorageError
 from videoproc.preprocess.runstate import Shard
-from videoproc.preprocess.write import ROWS_PER_GROUP, ShardWriter, result_columns
+from videoproc.preprocess.write import ROWS_PER_GROUP, ShardWriter, result_rows
 from videoproc.video.process import VideoResult, VideoTask
 
 WRITE_BACKOFF_S = 0.5
@@ -33,13 +33,15 @@ class ShardWork:
     tasks: the rows to process. passthrough: manifest columns by manifest position.
     keep: manifest positions of ok rows carried over unchanged from the committed shard file
     (--retry-failed); they are read from that file while the new one is assembled, so their
-    frames never travel with the work (to a Ray task, say).
+    frames never travel with the work (to a Ray task, say). In clip mode a position has a row per
+    clip: a position's rows start at a row whose clip_index is 0 or null.
     """
 
     shard: Shard
     tasks: tuple[VideoTask, ...]
     passthrough: dict[int, dict[str, Any]]
     keep: frozenset[int] = frozenset()
+    kept_clips: int = 0
     retried: int = 0
 
 
@@ -75,10 +77,11 @@ class ShardAssembler:
         self._waiting[result.row] = result
         self._stats.count(result)
         while self._next < self.work.shard.stop:
-            row = self._take(self._next)
-            if row is None:
+            rows = self._take(self._next)
+            if rows is None:
                 return
-            self._writer.add(row)
+            for row in rows:
+                self._writer.add(row)
             self._next += 1
 
     def finish(self) -> ShardOutcome:
@@ -110,32 +113,40 @@ class ShardAssembler:
     def abort(self) -> None:
         self._writer.abort()
 
-    def _read_kept(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """The kept rows of the committed shard, in order, a row group at a time. The committed
-        file stays in place (and readable) until the new one replaces it at publish."""
+    def _read_kept(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """The kept rows of the committed shard by manifest position, in order, a row group at a
+        time. The committed file stays in place (and readable) until the new one replaces it at publish."""
         with self.final.fs.open(self.final.path, "rb") as f:
-            position = self.work.shard.start
+            group: list[dict[str, Any]] = []
+            position = self.work.shard.start - 1
             for batch in pq.ParquetFile(f).iter_batches(batch_size=ROWS_PER_GROUP):
                 for row in batch.to_pylist():
-                    if position in self.work.keep:
-                        yield position, row
-                    position += 1
+                    if row.get("clip_index") not in (None, 0) and group:
+                        group.append(row)  # the next clip of the same video
+                        continue
+                    if position in self.work.keep and group:
+                        yield position, group
+                    group, position = [row], position + 1
+            if position in self.work.keep and group:
+                yield position, group
 
-    def _take(self, position: int) -> dict[str, Any] | None:
+    def _take(self, position: int) -> list[dict[str, Any]] | None:
         if position in self.work.keep:
-            kept_position, row = next(self._kept)
+            kept_position, rows = next(self._kept)
             assert kept_position == position, (kept_position, position)
-            return row
+            return rows
         result = self._waiting.pop(position, None)
         if result is None:
             return None
-        return result_columns(result) | self.work.passthrough[position]
+        return [row | self.work.passthrough[position] for row in result_rows(result)]
 
 
 @dataclass
 class _ShardStats:
     ok: int = 0
     failed: int = 0
+    skipped: int = 0  # clip mode: videos shorter than one clip, not failures
+    clips: int = 0
     errors: collections.Counter = field(default_factory=collections.Counter)  # by error kind
     examples: dict[str, str] = field(default_factory=dict)  # the first message of each kind
     frames_decoded: int = 0
@@ -146,6 +157,9 @@ class _ShardStats:
     def count(self, result: VideoResult) -> None:
         if result.status == "ok":
             self.ok += 1
+            self.clips += len(result.clip_windows or ())
+        elif result.status == "skipped":
+            self.skipped += 1
         else:
             self.failed += 1
             kind = result.error_kind or "unexpected"
@@ -162,6 +176,8 @@ class _ShardStats:
             "rows": work.shard.stop - work.shard.start,
             "ok": self.ok + len(work.keep),  # only ok rows are kept
             "failed": self.failed,
+            "skipped": self.skipped,
+            "clips": self.clips + work.kept_clips,
             "retried": work.retried,
             "recovered": self.ok if work.retried else 0,
             "errors": dict(self.errors.most_common()),

@@ -25,6 +25,8 @@ def format_status(info: dict[str, Any]) -> str:
     video = info["options"]["video"]
     sampling = (f"num_frames={video['num_frames']}" if video["num_frames"]
                 else f"fps={video['fps']}, max_frames={video['max_frames']}")
+    if video.get("clips"):
+        sampling = "clips: " + ", ".join(f"{k}={v}" for k, v in video["clips"].items() if v is not None)
     size = "x".join(map(str, video["size"])) if video["size"] else "original"
     lines = [
         format_summary(info["summary"]),

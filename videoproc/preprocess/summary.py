@@ -31,6 +31,7 @@ def summarize(
             examples.setdefault(kind, message)
     ok = sum(s["ok"] for s in done)
     failed = sum(s["failed"] for s in done)
+    skipped = sum(s.get("skipped", 0) for s in done)
     decoded = sum(s.get("frames_decoded", 0) for s in done)
     write_s = sum(s.get("write_s", 0.0) for s in done)
     return {
@@ -39,6 +40,8 @@ def summarize(
         "rows_total": shards[-1].stop if shards else 0,
         "rows_ok": ok,
         "rows_failed": failed,
+        "rows_skipped": skipped,
+        "clips_ok": sum(s.get("clips", 0) for s in done),
         "rows_recovered": sum(s.get("recovered", 0) for s in done),
         "shards_total": len(shards),
         "shards_committed": len(done),
@@ -64,6 +67,8 @@ def format_summary(summary: dict[str, Any], *, throughput: float | None = None) 
     lines = [
         f"output: {summary['output']}",
         f"rows: {summary['rows_total']} total, {summary['rows_ok']} ok, {summary['rows_failed']} failed"
+        + (f", {summary['rows_skipped']} skipped" if summary.get("rows_skipped") else "")
+        + (f" ({summary['clips_ok']} clips)" if summary.get("clips_ok") else "")
         + (f", {summary['rows_recovered']} recovered by retry" if summary.get("rows_recovered") else ""),
         f"shards: {summary['shards_committed']}/{summary['shards_total']} committed"
         + (f", {summary['shards_pending']} pending (re-run to finish)" if summary["shards_pending"] else ""),

@@ -1,7 +1,10 @@
 """Frame-tensor shards: the output schema and a writer that streams rows into one Parquet file.
 
 Rows reach the writer in manifest order and leave in row groups of a fixed row count, so the same
-rows always give the same bytes whichever executor produced them. The frames column is written
+rows always give the same bytes whichever executor produced them. In clip mode a video's result
+becomes one row per clip, with the clip columns; outside clip mode those columns do not exist, so
+outputs made before clips existed keep their schema (and the format version stays 1: the clip
+columns only add to it). The frames column is written
 without dictionary encoding, compression or statistics: raw pixels gain little from any of them,
 and a min/max statistic of a 2 MB value would bloat every footer.
 """
@@ -48,18 +51,33 @@ BASE_FIELDS = [
     pa.field("bytes_read", pa.int64()),
 ]
 BASE_NAMES = [f.name for f in BASE_FIELDS]
+# Clip mode only, after the fixed columns: null on a video's failed or skipped row.
+CLIP_FIELDS = [
+    pa.field("clip_index", pa.int32()),
+    pa.field("clip_start", pa.float64()),
+    pa.field("clip_end", pa.float64()),
+]
+CLIP_NAMES = [f.name for f in CLIP_FIELDS]
+# Names a manifest's own column may not take.
+RESERVED_NAMES = BASE_NAMES + CLIP_NAMES
+# Video-level counters: on a clip-mode video's first row only, so that summing a column counts once.
+_VIDEO_COUNTERS = ("decode_errors", "frames_decoded", "frames_decoded_min", "bytes_read")
 _SOURCE_NAMES = ["source_width", "source_height", "source_fps", "source_duration",
                  "source_num_frames", "codec", "rotation"]
 
 
-def output_schema(passthrough: pa.Schema) -> pa.Schema:
-    """The shard schema: the fixed columns, then the manifest's other columns unchanged."""
+def output_schema(passthrough: pa.Schema, *, clips: bool = False) -> pa.Schema:
+    """The shard schema: the fixed columns, the clip columns in clip mode, then the manifest's
+    other columns unchanged."""
     layout = (
         f'{{"format_version": "{FORMAT_VERSION}", "frames": "raw C-order uint8 bytes of an array of shape `shape` '
         '(T, H, W, 3), RGB", "frame_indices": "presentation-order index per frame", '
-        '"timestamps": "seconds per frame"}'
+        '"timestamps": "seconds per frame"'
+        + (', "clip_index": "0-based clip of the video, one row per clip; clip_start, clip_end: the clip window '
+           'in seconds"' if clips else "")
+        + "}"
     )
-    fields = BASE_FIELDS + [passthrough.field(name) for name in passthrough.names]
+    fields = BASE_FIELDS + (CLIP_FIELDS if clips else []) + [passthrough.field(name) for name in passthrough.names]
     return pa.schema(fields, metadata={METADATA_KEY: layout.encode()})
 
 
@@ -85,6 +103,33 @@ def result_columns(result: VideoResult) -> dict[str, Any]:
     for name in _SOURCE_NAMES:
         row[name] = result.source.get(name)
     return row
+
+
+def result_rows(result: VideoResult) -> list[dict[str, Any]]:
+    """The output rows of one result: one per clip in clip mode (ok results), otherwise one."""
+    row = result_columns(result)
+    windows = result.clip_windows
+    if result.status != "ok" or windows is None:
+        return [row]
+    count = len(windows)
+    per_clip = result.shape[0] // count
+    frames, size = memoryview(result.frames), len(result.frames) // count
+    rows = []
+    for k, (start, end) in enumerate(windows):
+        span = slice(k * per_clip, (k + 1) * per_clip)
+        clip = row | {
+            "frames": frames[k * size : (k + 1) * size],
+            "shape": [per_clip, *row["shape"][1:]],
+            "frame_indices": row["frame_indices"][span],
+            "timestamps": row["timestamps"][span],
+            "clip_index": k,
+            "clip_start": start,
+            "clip_end": end,
+        }
+        if k:
+            clip |= dict.fromkeys(_VIDEO_COUNTERS, 0)
+        rows.append(clip)
+    return rows
 
 
 class ShardWriter:

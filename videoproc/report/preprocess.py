@@ -30,10 +30,11 @@ def inspect_preprocess(output: str, *, sample: int, max_frames: int, seed: int, 
         reader.close()
     status = read_status(output, storage_options=storage_options)
     summary = status["summary"]
-    failed = [r for r in index if r["status"] != "ok"]
+    failed = [r for r in index if r["status"] == "failed"]
     return Inspection(
         output=storage.locate(output, storage_options=storage_options).url, kind="preprocess",
-        statuses={"ok": summary["rows_ok"], "failed": summary["rows_failed"]},
+        statuses={"ok": summary["rows_ok"], "failed": summary["rows_failed"],
+                  **({"skipped": summary["rows_skipped"]} if summary.get("rows_skipped") else {})},
         top_errors=_top_errors(summary) or count_errors(r["error"] for r in failed),
         notes=_notes(summary), options=status["options"],
         failed=tuple({k: r[k] for k in INDEX_COLUMNS} for r in failed[:FAILED_LIMIT]), strips=tuple(strips),
@@ -46,10 +47,14 @@ def row_strip(row: dict[str, Any], *, max_frames: int) -> Strip:
     shown = pick(len(frames), max_frames)
     count, height, width = frames.shape[:3]
     return Strip(
-        label=f"{row['id']}  {count} frames {width}x{height}",
+        label=f"{row['id']}{_clip_label(row)}  {count} frames {width}x{height}",
         frames=tuple(frames[i] for i in shown),
         captions=tuple(f"{row['timestamps'][i]:.2f}s" for i in shown),
     )
+
+
+def _clip_label(row: dict[str, Any]) -> str:
+    return f" clip {row['clip_index']}" if row.get("clip_index") is not None else ""
 
 
 def _row_index(reader: UnitReader, units: tuple[Unit, ...]) -> list[dict[str, Any]]:

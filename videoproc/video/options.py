@@ -15,6 +15,8 @@ from videoproc.common.memory import DEFAULT_MAX_ALLOC
 
 ResizeMode = Literal["stretch", "crop", "pad"]
 SeekMode = Literal["exact", "keyframe"]
+ClipSampling = Literal["uniform", "random"]
+ShortVideo = Literal["skip", "pad", "loop"]
 
 DEFAULT_NUM_FRAMES = 16
 MAX_SIDE = 16384
@@ -39,16 +41,54 @@ class VideoOptions:
     strict: bool = False
     max_alloc: int = DEFAULT_MAX_ALLOC
     seek_mode: SeekMode = "exact"
+    clips: ClipOptions | None = None
 
     def __post_init__(self) -> None:
         _check_sampling(self.num_frames, self.fps, self.max_frames)
-        if self.num_frames is None and self.fps is None:
+        if self.clips is not None:
+            _check_clip_mode(self)
+        elif self.num_frames is None and self.fps is None:
             object.__setattr__(self, "num_frames", DEFAULT_NUM_FRAMES)
         check_choice("resize_mode", self.resize_mode, ResizeMode)
         check_choice("seek_mode", self.seek_mode, SeekMode)
         if self.size is not None:
             _check_size(self.size)
         check_positive_int("max_alloc", self.max_alloc, hint="e.g. --max-alloc 512MiB")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipOptions:
+    """Clip mode: several windows of `frames` consecutive samples per video, one output row each.
+
+    frames: samples per clip (T). fps: samples per second within a clip, each the frame on screen
+    at start + k/fps; None takes `frames` consecutive source frames.
+    Placement, one of: per_video clips spread uniformly, the first at the start and the last ending
+    at the end (default 1, centred); stride seconds between clip starts, capped to max_clips chosen
+    by linspace. sampling="random" draws per_video random starts, reproducible from seed and id.
+    short_video: a video shorter than one clip is skipped (a `skipped` row), or gives one clip
+    padded with its last frame, or one clip that loops the video.
+    """
+
+    frames: int
+    fps: float | None = None
+    per_video: int | None = None
+    stride: float | None = None
+    max_clips: int | None = None
+    sampling: ClipSampling = "uniform"
+    seed: int = 0
+    short_video: ShortVideo = "skip"
+
+    def __post_init__(self) -> None:
+        check_positive_int("clip_frames", self.frames, hint="e.g. --clip-frames 16")
+        if self.fps is not None:
+            check_positive_float("clip_fps", self.fps, hint="samples per second within a clip, e.g. --clip-fps 8")
+        check_choice("clip_sampling", self.sampling, ClipSampling)
+        check_choice("short_video", self.short_video, ShortVideo)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise OptionsError(f"clip_seed must be an integer (got {self.seed!r}); e.g. --clip-seed 0")
+        _check_placement(self)
+        if self.per_video is None and self.stride is None:
+            object.__setattr__(self, "per_video", 1)
 
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -88,6 +128,46 @@ def _check_sampling(num_frames: int | None, fps: float | None, max_frames: int |
         check_positive_int("max_frames", max_frames, hint="e.g. --max-frames 64")
     if fps is not None:
         check_positive_float("fps", fps, hint="frames per second of video, e.g. --fps 2")
+
+
+def _check_placement(clips: ClipOptions) -> None:
+    if clips.per_video is not None and clips.stride is not None:
+        raise OptionsError(
+            f"clips_per_video and clip_stride cannot both be set (got clips_per_video={clips.per_video}, "
+            f"clip_stride={clips.stride}); choose a count or a stride"
+        )
+    if clips.per_video is not None:
+        check_positive_int("clips_per_video", clips.per_video, hint="e.g. --clips-per-video 8")
+    if clips.stride is not None:
+        check_positive_float("clip_stride", clips.stride, hint="seconds between clip starts, e.g. --clip-stride 2")
+    if clips.max_clips is not None and clips.stride is None:
+        raise OptionsError(
+            f"max_clips caps --clip-stride placement and needs it (got max_clips={clips.max_clips} without "
+            "clip_stride); add --clip-stride SECONDS, or use --clips-per-video K for a fixed count"
+        )
+    if clips.max_clips is not None:
+        check_positive_int("max_clips", clips.max_clips, hint="e.g. --max-clips 8")
+    if clips.sampling == "random" and clips.stride is not None:
+        raise OptionsError(
+            f"clip_sampling random draws --clips-per-video random starts and cannot use clip_stride (got "
+            f"clip_stride={clips.stride}); drop --clip-stride and give --clips-per-video K"
+        )
+
+
+def _check_clip_mode(video: VideoOptions) -> None:
+    given = {name: getattr(video, name) for name in ("num_frames", "fps", "max_frames")}
+    clash = {name: value for name, value in given.items() if value is not None}
+    if clash:
+        shown = ", ".join(f"{name}={value}" for name, value in clash.items())
+        raise OptionsError(
+            f"clip mode (--clip-frames) cannot be combined with {', '.join(clash)} (got {shown}); a clip "
+            "takes its frames from --clip-frames and --clip-fps, so drop --num-frames / --fps / --max-frames"
+        )
+    if video.seek_mode != "exact":
+        raise OptionsError(
+            f"clip mode needs seek_mode exact (got seek_mode={video.seek_mode!r}): keyframe mode would fill "
+            "a clip with its nearest keyframe repeated; drop --seek-mode keyframe"
+        )
 
 
 def _check_size(size: tuple[int, int]) -> None:

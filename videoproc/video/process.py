@@ -1,5 +1,9 @@
 """One video, start to finish: source -> probe -> sample -> decode -> resize, as a result record.
 
+In clip mode the video's clips are decoded together (their frames' union, each frame once) and
+the result holds all of them, (K*T, H, W, 3), with each clip's window; the writer splits it into
+one row per clip. A video shorter than one clip is a `skipped` result, not a failure.
+
 This is what a worker process runs. Every expected failure becomes a failed result with a message
 for a person, and any other exception a failed result naming its type; nothing a video contains
 can stop the run.
@@ -19,6 +23,7 @@ from videoproc.common.errors import VideoError
 from videoproc.common.memory import FRAME_COST_BYTES, check_decoder_room, frame_budget, out_of_memory_message
 from videoproc.source import open_uri
 from videoproc.source.options import SourceOptions
+from videoproc.video.clips import ShortVideo, clip_count, place_clips
 from videoproc.video.decode import DecodedFrames, FrameDecoder
 from videoproc.video.mp4index import OffsetRuns, is_iso_bmff, video_composition_offsets
 from videoproc.video.options import VideoOptions
@@ -45,7 +50,7 @@ class VideoResult:
     row: int
     id: str
     uri: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "skipped"]
     error: str | None = None
     error_kind: str | None = None  # one of videoproc.common.errors.ERROR_KINDS when failed
     frames: bytes | bytearray | None = None
@@ -58,6 +63,22 @@ class VideoResult:
     frames_decoded_min: int = 0
     bytes_read: int = 0
     seconds: float = 0.0
+    # Clip mode: the (start, end) seconds of each clip; `frames` holds the clips one after another.
+    clip_windows: tuple[tuple[float, float], ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Selection:
+    """The frames to decode, in output order, and the clip windows they form (None: not clips)."""
+
+    targets: list[int]
+    windows: tuple[tuple[float, float], ...] | None = None
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, info: VideoProbe) -> None:
+        super().__init__(reason)
+        self.info = info
 
 
 def process_video(task: VideoTask, *, video: VideoOptions, source: SourceOptions, threads: int) -> VideoResult:
@@ -99,20 +120,24 @@ def check_id(video_id: str) -> None:
 def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> VideoResult:
     offsets = _mp4_offsets(reader, max_samples=frame_budget(video.max_alloc))
     try:
-        info, targets, decoded = _probe_and_decode(reader, offsets, video=video, threads=threads)
-    except TimelineMismatch:
-        # The container's tables disagree with its packets: start over from a packet scan, with a
-        # fresh demuxer and decoder (an opened decoder keeps its threading and its state).
-        reader.seek(0)
-        info, targets, decoded = _probe_and_decode(reader, None, video=video, threads=threads)
-    return _ok(task, decoded, info, targets, bytes_read=reader.bytes_read)
+        try:
+            info, selection, decoded = _probe_and_decode(reader, offsets, task=task, video=video, threads=threads)
+        except TimelineMismatch:
+            # The container's tables disagree with its packets: start over from a packet scan, with a
+            # fresh demuxer and decoder (an opened decoder keeps its threading and its state).
+            reader.seek(0)
+            info, selection, decoded = _probe_and_decode(reader, None, task=task, video=video, threads=threads)
+    except _Skip as skip:
+        return VideoResult(row=task.row, id=task.id, uri=task.uri, status="skipped", error=str(skip),
+                           source=_source_columns(skip.info, None), bytes_read=reader.bytes_read)
+    return _ok(task, decoded, info, selection, bytes_read=reader.bytes_read)
 
 
-def _probe_and_decode(reader, offsets: OffsetRuns | None, *, video: VideoOptions, threads: int):
+def _probe_and_decode(reader, offsets: OffsetRuns | None, *, task: VideoTask, video: VideoOptions, threads: int):
     with _open_container(reader) as container:
         info, packets = _timeline(container, offsets, file_size=reader.size(), limit=frame_budget(video.max_alloc))
-        targets = _targets(info, video)
-        return info, targets, _decode(container, info, targets, packets, video=video, threads=threads)
+        selection = _select(info, video, key=task.id)
+        return info, selection, _decode(container, info, selection.targets, packets, video=video, threads=threads)
 
 
 def _timeline(
@@ -127,7 +152,7 @@ def _timeline(
     return probe_keeping_packets(container, max_bytes=KEEP_PACKETS_BYTES, max_frames=limit)
 
 
-def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list[int],
+def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, selection: _Selection,
         *, bytes_read: int) -> VideoResult:
     stats = decoded.stats
     return VideoResult(
@@ -142,9 +167,23 @@ def _ok(task: VideoTask, decoded: DecodedFrames, info: VideoProbe, targets: list
         source=_source_columns(info, decoded.rotation),
         decode_errors=stats.decode_errors + stats.substituted,
         frames_decoded=stats.frames_decoded,
-        frames_decoded_min=keyframe_bound(targets, info.keyframes),
+        frames_decoded_min=keyframe_bound(selection.targets, info.keyframes),
         bytes_read=bytes_read,
+        clip_windows=selection.windows,
     )
+
+
+def _select(info: VideoProbe, video: VideoOptions, *, key: str) -> _Selection:
+    if video.clips is None:
+        return _Selection(targets=_targets(info, video))
+    _check_clip_count(info, video)
+    try:
+        clips = place_clips(info.timestamps, duration=info.duration, options=video.clips, key=key)
+    except ShortVideo as exc:
+        raise _Skip(str(exc), info) from None
+    targets = [index for clip in clips for index in clip.indices]
+    _check_alloc(info, len(targets), video)
+    return _Selection(targets=targets, windows=tuple((clip.start, clip.end) for clip in clips))
 
 
 def _targets(info: VideoProbe, video: VideoOptions) -> list[int]:
@@ -218,6 +257,20 @@ def _check_sample_times(info: VideoProbe, video: VideoOptions) -> None:
         )
 
 
+def _check_clip_count(info: VideoProbe, video: VideoOptions) -> None:
+    """--clip-stride without --max-clips makes one clip per stride of the duration; a timestamp
+    far in the future would make billions."""
+    clips = video.clips
+    count = clip_count(info.timestamps, duration=info.duration, options=clips)
+    limit = frame_budget(video.max_alloc)
+    if count * clips.frames > limit:
+        raise VideoError(
+            f"{count} clips of {clips.frames} frames over its {info.duration:.0f} s duration make "
+            f"{count * clips.frames} frames, over the {limit} that --max-alloc {video.max_alloc} allows "
+            f"(about {FRAME_COST_BYTES} bytes each); add --max-clips, raise --clip-stride or --max-alloc"
+        )
+
+
 def _check_alloc(info: VideoProbe, count: int, video: VideoOptions) -> None:
     """Refuse before decoding when the row would need more memory than --max-alloc allows."""
     out_w, out_h = video.size or (info.width, info.height)
@@ -226,12 +279,12 @@ def _check_alloc(info: VideoProbe, count: int, video: VideoOptions) -> None:
         raise VideoError(
             f"needs {needed} bytes ({count} frames of {out_w}x{out_h} RGB plus one {info.width}x"
             f"{info.height} source frame), over --max-alloc {video.max_alloc}; raise --max-alloc "
-            "or lower --size / --num-frames / --max-frames",
+            "or lower --size / --num-frames / --max-frames (clips: --clip-frames / --clips-per-video)",
             kind="video.too_large",
         )
 
 
-def _source_columns(info: VideoProbe, rotation: int) -> dict[str, Any]:
+def _source_columns(info: VideoProbe, rotation: int | None) -> dict[str, Any]:
     return {
         "source_width": info.width,
         "source_height": info.height,
