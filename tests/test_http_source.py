@@ -71,15 +71,17 @@ def fresh(server):
 def dialled(monkeypatch) -> list[tuple[str, int]]:
     """Every address dialled during the test; anything but 127.0.0.1 fails the test."""
     calls: list[tuple[str, int]] = []
-    real = socket.create_connection
+    real = socket.socket.connect
 
-    def guarded(address, *args, **kwargs):
+    def guarded(sock, address):  # every TCP dial passes here, whichever library makes it
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return real(sock, address)  # a local socket (the worker pool's forkserver)
         calls.append((address[0], address[1]))
         if address[0] != "127.0.0.1":
             raise AssertionError(f"the client dialled {address}: tests may only reach 127.0.0.1")
-        return real(address, *args, **kwargs)
+        return real(sock, address)
 
-    monkeypatch.setattr(socket, "create_connection", guarded)
+    monkeypatch.setattr(socket.socket, "connect", guarded)
     return calls
 
 
@@ -304,6 +306,21 @@ def test_https_sends_sni_and_checks_the_certificate_for_the_host_name(tmp_path, 
     assert set(srv.sni) == {"videos.test"}
 
 
+def test_https_refuses_a_certificate_made_out_to_another_name(tmp_path, fake_dns, monkeypatch, clips):
+    """The socket goes to the checked IP, so the certificate must still be checked against the
+    URL's host name, not against the IP or whatever the server presents."""
+    tls, cert_pem = self_signed_tls("other.test", str(tmp_path))
+    answers, _, _ = fake_dns
+    answers["videos.test"] = ["127.0.0.1"]
+    monkeypatch.setattr(http_source, "_ssl_context", lambda: ssl.create_default_context(cadata=cert_pem))
+    with HttpTestServer(clips, tls=tls) as srv:
+        with pytest.raises(SourceError, match=r"TLS certificate of https://videos.test:\d+/host is not valid "
+                                              r"\(Hostname mismatch.*'videos.test'.*\); not retried"):
+            read_all(srv.url("host", host="videos.test"), trusted(srv))
+        assert srv.requests == []
+    assert set(srv.sni) == {"videos.test"}
+
+
 # -- good servers ----------------------------------------------------------------------------
 
 
@@ -330,6 +347,14 @@ def test_range_reads_fetch_only_the_blocks_asked_for(server):
     assert middle == server.files["long.mp4"][5 * BLOCK_SIZE + 10 : 5 * BLOCK_SIZE + 1010]
     assert server.sent["long.mp4"] <= 3 * BLOCK_SIZE
     assert [r.range for r in server.requests][0] == f"bytes=0-{BLOCK_SIZE - 1}"
+
+
+def test_range_requests_reuse_one_connection(server, dialled):
+    """Keep-alive: every range request of one open object goes over the same connection (a new
+    TCP, and over https TLS, handshake per 64 KiB block would cost more than the block)."""
+    data = read_all(server.url("files/long.mp4"), trusted(server, cache_entries=0))
+    assert data == server.files["long.mp4"]
+    assert len(server.requests) > 3 and len(dialled) == 1
 
 
 def test_sixteen_frames_of_a_long_video_stay_within_the_cap(server, clips):

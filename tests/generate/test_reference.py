@@ -68,14 +68,14 @@ def rules(**kwargs) -> SourceOptions:
 @pytest.fixture(autouse=True)
 def no_dialling_out(monkeypatch):
     """Any connection to an address other than 127.0.0.1 fails the test: refusals come first."""
-    real = socket.create_connection
+    real = socket.socket.connect
 
-    def guarded(address, *args, **kwargs):
-        if address[0] != "127.0.0.1":
+    def guarded(sock, address):  # every TCP dial passes here, whichever library makes it
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] != "127.0.0.1":
             raise AssertionError(f"dialled {address}: tests may only reach 127.0.0.1")
-        return real(address, *args, **kwargs)
+        return real(sock, address)
 
-    monkeypatch.setattr(socket, "create_connection", guarded)
+    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 def test_dev_zero_is_refused():

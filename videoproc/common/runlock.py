@@ -33,6 +33,19 @@ carries an expiry and the live holder renews it.
 
 The default lease is DEFAULT_LEASE_S (60 s): a killed run's lock on object storage expires at
 most that long after its last renewal. Locally there is no lease: the lock dies with its process.
+
+Why not filelock or portalocker: the lease on object storage (conditional create, renewal,
+takeover after expiry) is in neither. For local folders they wrap the same flock, which is the
+only part they would replace (open, flock, the check that the path is still the locked file: a
+dozen lines); the rest stays ours either way: the holder's details written into the locked file
+and read back for the refusal, and the file removed while still locked. filelock (4.x) releases
+by unlocking and then closing, keeping the file ("so waiters share the same inode"), so a
+finished run would leave a lock file with stale details in the output; and by default it falls
+back, where flock is missing, to a marker-file lock that does not die with a killed holder.
+portalocker's TemporaryFileLock removes the file after unlocking it, when another runner may
+already hold it (so a third could lock a new file at the same path), and opens it with mode "w",
+truncating the holder's details before the refused runner could read them. One extra
+dependency for a dozen lines, with the kernel lock semantics unchanged, is not worth it.
 """
 
 from __future__ import annotations

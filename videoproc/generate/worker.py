@@ -203,9 +203,7 @@ def _step_reporter(request: Request, progress: Progress | None):
     started = time.perf_counter()
 
     def report(step: int, total: int) -> None:
-        text = f"\r  {request.id[:40]}: step {step}/{total} {time.perf_counter() - started:.1f} s"
-        progress.stream.write(text.ljust(110))
-        progress.stream.flush()
+        progress.note(f"{request.id[:40]}: step {step}/{total} {time.perf_counter() - started:.1f} s")
 
     return report
 

@@ -9,6 +9,24 @@ every redirect hop too, and the connection goes to the checked address; a connec
 per-read timeout; a cap on the object's size (by Content-Length/Content-Range up front) and on
 bytes actually received; bounded retries with exponential backoff on connection errors, 5xx and
 429 (honouring Retry-After up to MAX_RETRY_AFTER_S), never on other 4xx.
+
+The HTTP/1.1 protocol itself (connections, keep-alive, TLS, request and response framing,
+Content-Length enforcement) is urllib3's: one HTTP(S)ConnectionPool per open object, made for the
+checked IP, with the host name as Host header and as TLS `server_hostname` (SNI, and the
+certificate checked for the name by the ssl module itself: `assert_hostname` is not passed, as
+it would turn the context's `check_hostname` off for urllib3's own matcher). Keep-alive works
+across range requests (http.client's read1 on Python <= 3.12 leaves a fully read answer open, so
+the connection could not be reused: over https that was a TLS handshake per 64 KiB block, 200
+ranged reads took 9.2 s against the test server, 0.15 s with urllib3). Kept here, on purpose,
+with urllib3 asked for one attempt and no redirects (`retries=False, redirect=False`):
+- redirects: each hop must be resolved and checked before it is dialled (urllib3 would follow
+  it to any address);
+- retries: one loop over the whole exchange, headers and body, so a connection dropped mid-body
+  counts as an attempt like a 503 does (urllib3's `Retry` ends when the headers arrive), the
+  first retry waits too (urllib3 does not back off before the second try), and a Retry-After
+  over MAX_RETRY_AFTER_S fails the row at once (urllib3's `retry_after_max` waits that long);
+- the byte caps and the overall deadline, checked between socket reads (`read1`), which no
+  library does.
 """
 
 from __future__ import annotations
@@ -17,13 +35,16 @@ import functools
 import http.client
 import random
 import re
-import socket
 import ssl
 import tempfile
 import time
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote, urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.response import BaseHTTPResponse
 
 from videoproc.common.errors import SourceError
 from videoproc.source.cache import BLOCK_SIZE, BlockReader, BlockStore, cache_key, open_cached
@@ -46,6 +67,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)", re.IGNORECASE)
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 
 def open_http(uri: str, *, options: SourceOptions) -> BlockReader:
@@ -91,7 +113,7 @@ _sleep = time.sleep  # tests replace this to record the backoff instead of waiti
 
 class _Retryable(Exception):
     """A failure worth another attempt: a 5xx or 429 answer (other causes are OSError and
-    http.client.HTTPException, retried as they are)."""
+    urllib3's errors, retried as they are)."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -99,11 +121,14 @@ class _Retryable(Exception):
 
 
 class _ConnectFailed(OSError):
-    """Raised from the dialler so a connect failure reads differently from a read failure."""
+    """No checked address of the host took the connection (a read failure reads differently)."""
+
+
+_RETRIED = (_Retryable, OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
 
 
 class HttpClient:
-    """The requests behind one open http(s) object: one pinned connection at a time, the URL
+    """The requests behind one open http(s) object: one pinned connection pool at a time, the URL
     reached after redirects, bytes received so far, and the spool when Range is ignored."""
 
     def __init__(self, url: str, *, options: SourceOptions) -> None:
@@ -114,7 +139,8 @@ class HttpClient:
         self.size: int | None = None
         self.version: str | None = None  # strong ETag of the first ranged answer, sent as If-Range
         self.received = 0
-        self._conn: http.client.HTTPConnection | None = None
+        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._response: BaseHTTPResponse | None = None  # the answer being read, holding the connection
         self._origin: tuple[str, str, int] | None = None
         self._targets: dict[tuple[str, str, int], Target] = {}  # resolved and checked once per open
         self._spool: tempfile.SpooledTemporaryFile | None = None
@@ -158,7 +184,7 @@ class HttpClient:
         self._spool_body(response)
         return self._from_spool(start, end)
 
-    def _send(self, start: int, end: int) -> http.client.HTTPResponse:
+    def _send(self, start: int, end: int) -> BaseHTTPResponse:
         """GET the range, following redirects (each hop re-checked) up to --max-redirects."""
         url = self.url
         for _ in range(self.options.max_redirects + 1):
@@ -173,20 +199,39 @@ class HttpClient:
             "URL or raise the limit"
         )
 
-    def _request(self, url: str, start: int, end: int) -> http.client.HTTPResponse:
-        conn = self._connection(url)
+    def _request(self, url: str, start: int, end: int) -> BaseHTTPResponse:
+        target = self._target(url)
         headers = {
+            "Host": _host_header(target),  # the name, while the pool dials the checked IP
             "Range": f"bytes={start}-{end - 1}",
             "Accept-Encoding": "identity",  # ranges must address the stored bytes, not a gzip of them
             "User-Agent": USER_AGENT,
         }
         if self.version is not None:
             headers["If-Range"] = self.version
-        conn.request("GET", _request_target(url), headers=headers)
-        return conn.getresponse()
+        self._response = self._urlopen(target, _request_target(url), headers)
+        return self._response
 
-    def _next_hop(self, response: http.client.HTTPResponse, url: str) -> str:
-        location = response.getheader("Location")
+    def _urlopen(self, target: Target, path: str, headers: dict[str, str]) -> BaseHTTPResponse:
+        """One GET on the kept pool, or on a new one for the first checked address that takes
+        the connection (like socket.create_connection, but only over the checked addresses)."""
+        pools = [self._pool] if self._pool is not None else (_pool(target, ip, self.options) for ip in target.ips)
+        failure = ""
+        for pool in pools:
+            try:
+                response = pool.urlopen("GET", path, headers=headers, retries=False, redirect=False,
+                                        preload_content=False, decode_content=False, release_conn=False)
+            except ConnectTimeoutError as exc:  # NewConnectionError included
+                pool.close()
+                failure = _connect_failure(target, pool.host, exc, self.options)
+                continue
+            self._pool = pool
+            return response
+        self._pool = None
+        raise _ConnectFailed(failure)
+
+    def _next_hop(self, response: BaseHTTPResponse, url: str) -> str:
+        location = response.headers.get("Location")
         self._discard(response)
         if not location:
             raise SourceError(f"HTTP {response.status} for {redact(url)} has no Location header; "
@@ -196,11 +241,11 @@ class HttpClient:
         check_location(parse_uri(target), real_path=None, options=self.options)
         return target
 
-    def _checked(self, response: http.client.HTTPResponse, url: str) -> http.client.HTTPResponse:
+    def _checked(self, response: BaseHTTPResponse, url: str) -> BaseHTTPResponse:
         status = response.status
         if status in (200, 206):
             return response
-        retry_after = parse_retry_after(response.getheader("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         self._discard(response)
         if status == 429 or status >= 500:
             raise _Retryable(f"HTTP {status} for {redact(url)}", retry_after)
@@ -214,7 +259,7 @@ class HttpClient:
 
     # -- bodies ------------------------------------------------------------------------------
 
-    def _read_range(self, response: http.client.HTTPResponse, start: int, end: int) -> bytes:
+    def _read_range(self, response: BaseHTTPResponse, start: int, end: int) -> bytes:
         first, last, total = _content_range(response, self.url)
         self._learn(total, response, how="Content-Range")
         end = min(end, total)
@@ -230,10 +275,10 @@ class HttpClient:
             self._drop_connection()
         return data
 
-    def _spool_body(self, response: http.client.HTTPResponse) -> None:
+    def _spool_body(self, response: BaseHTTPResponse) -> None:
         """Range was ignored: stream the whole body, counting it against the cap as it comes."""
-        if response.length is not None:
-            self._check_size(response.length, how="Content-Length")
+        if response.length_remaining is not None:
+            self._check_size(response.length_remaining, how="Content-Length")
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115  kept: it becomes the body
         try:
             _copy_counted(response, spool, self._count_in_time)
@@ -252,11 +297,11 @@ class HttpClient:
         self._spool.seek(start)
         return self._spool.read(max(0, min(end, self.size or 0) - start))
 
-    def _learn(self, total: int, response: http.client.HTTPResponse, *, how: str) -> None:
+    def _learn(self, total: int, response: BaseHTTPResponse, *, how: str) -> None:
         self._check_size(total, how=how)
         if self.size is None:
             self.size = total
-            etag = response.getheader("ETag")
+            etag = response.headers.get("ETag")
             self.version = etag if etag and not etag.startswith("W/") else None
         elif total != self.size:
             raise SourceError(f"{redact(self.url)} changed while it was being read "
@@ -298,31 +343,34 @@ class HttpClient:
 
     # -- connections and retries -------------------------------------------------------------
 
-    def _connection(self, url: str) -> http.client.HTTPConnection:
-        """The connection for `url`'s origin. A new origin is resolved and checked before any
+    def _target(self, url: str) -> Target:
+        """Where `url`'s origin is reached. A new origin is resolved and checked before any
         connection to it, once per open: reconnects reuse the checked addresses."""
         origin = split_url(url)
-        if self._conn is None or origin != self._origin:
+        if origin != self._origin:
             self._drop_connection()
-            if origin not in self._targets:
-                self._targets[origin] = check_url(url, options=self.options)
-            self._conn, self._origin = _connect(self._targets[origin], self.options), origin
-        return self._conn
+            self._origin = origin
+        if origin not in self._targets:
+            self._targets[origin] = check_url(url, options=self.options)
+        return self._targets[origin]
 
-    def _discard(self, response: http.client.HTTPResponse) -> None:
+    def _discard(self, response: BaseHTTPResponse) -> None:
         """Finish a response we do not want; read a small body to keep the connection usable."""
-        if response.length is not None and response.length <= DISCARD_LIMIT:
+        if response.length_remaining is not None and response.length_remaining <= DISCARD_LIMIT:
             try:
                 response.read()
+                response.release_conn()
                 return
-            except (OSError, http.client.HTTPException):
+            except _RETRIED[1:]:
                 pass
         self._drop_connection()
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn, self._origin = None, None
+        if self._response is not None:
+            self._response.close()  # closes its connection: a half-read answer is never reused
+        if self._pool is not None:
+            self._pool.close()
+        self._pool, self._response, self._origin = None, None, None
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         tries = 0
@@ -330,12 +378,11 @@ class HttpClient:
             tries += 1
             try:
                 return attempt()
-            except ssl.SSLCertVerificationError as exc:
+            except _RETRIED as exc:
                 self._drop_connection()
-                raise SourceError(f"TLS certificate of {redact(self.url)} is not valid "
-                                  f"({exc.verify_message}); not retried") from None
-            except (_Retryable, OSError, http.client.HTTPException) as exc:
-                self._drop_connection()
+                if (bad_cert := _cause(exc, ssl.SSLCertVerificationError)) is not None:
+                    raise SourceError(f"TLS certificate of {redact(self.url)} is not valid "
+                                      f"({bad_cert.verify_message}); not retried") from None
                 self._after_failure(exc, tries)
 
     def _after_failure(self, exc: Exception, tries: int) -> None:
@@ -357,35 +404,43 @@ class HttpClient:
         _sleep(backoff_delay(tries, retry_after))
 
 
-def _connect(target: Target, options: SourceOptions) -> http.client.HTTPConnection:
-    """A connection whose Host header and TLS SNI/certificate check use the host name while the
-    socket goes to the already checked IP (no second DNS lookup that could answer differently)."""
+def _pool(target: Target, ip: str, options: SourceOptions) -> urllib3.HTTPConnectionPool:
+    """A keep-alive pool of one connection to the already checked `ip` (no second DNS lookup that
+    could answer differently); TLS sends the host name as SNI and checks the certificate for it."""
+    timeout = urllib3.Timeout(connect=options.connect_timeout, read=options.read_timeout)
+    common = {"port": target.port, "timeout": timeout, "maxsize": 1, "retries": False}
     if target.scheme == "https":
-        conn = http.client.HTTPSConnection(target.host, target.port,
-                                           timeout=options.read_timeout, context=_ssl_context())
-    else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=options.read_timeout)
-    # http.client dials through this attribute; replacing it is how the pinned IP gets used.
-    conn._create_connection = functools.partial(_dial, target, options.connect_timeout, options.read_timeout)
-    return conn
+        return urllib3.HTTPSConnectionPool(ip, ssl_context=_ssl_context(), server_hostname=target.host, **common)
+    return urllib3.HTTPConnectionPool(ip, **common)
 
 
-def _dial(target: Target, connect_timeout: float, read_timeout: float,
-          address, timeout, source_address=None) -> socket.socket:
-    """Connect to the first checked address that answers (like socket.create_connection)."""
-    failure = ""
-    for ip in target.ips:
-        try:
-            sock = socket.create_connection((ip, target.port), connect_timeout)
-        except TimeoutError:
-            failure = (f"connecting to {target.host} ({ip}) port {target.port} "
-                       f"timed out after {connect_timeout} s (connect_timeout)")
-        except OSError as exc:
-            failure = f"cannot connect to {target.host} ({ip}) port {target.port}: {exc.strerror or exc}"
-        else:
-            sock.settimeout(read_timeout)  # from here on each read may wait this long
-            return sock
-    raise _ConnectFailed(failure)
+def _connect_failure(target: Target, ip: str, exc: ConnectTimeoutError, options: SourceOptions) -> str:
+    ip = ip.strip("[]")
+    if isinstance(exc, NewConnectionError):
+        cause = exc.__cause__
+        reason = getattr(cause, "strerror", None) or cause or exc
+        return f"cannot connect to {target.host} ({ip}) port {target.port}: {reason}"
+    return (f"connecting to {target.host} ({ip}) port {target.port} "
+            f"timed out after {options.connect_timeout} s (connect_timeout)")
+
+
+def _host_header(target: Target) -> str:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    default = {"http": 80, "https": 443}[target.scheme]
+    return host if target.port == default else f"{host}:{target.port}"
+
+
+def _cause(exc: BaseException, kind: type[E]) -> E | None:
+    """`exc` or the first error of type `kind` it wraps (urllib3 wraps OS, TLS and http.client
+    errors in its own, as args[-1] or the cause)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        inner = exc.args[-1] if exc.args and isinstance(exc.args[-1], BaseException) else None
+        exc = inner or exc.__cause__ or exc.__context__
+    return None
 
 
 @functools.cache
@@ -400,8 +455,8 @@ def _request_target(url: str) -> str:
     return f"{path}?{quote(parts.query, safe=_PATH_SAFE + '?')}" if parts.query else path
 
 
-def _content_range(response: http.client.HTTPResponse, url: str) -> tuple[int, int, int]:
-    header = response.getheader("Content-Range") or ""
+def _content_range(response: BaseHTTPResponse, url: str) -> tuple[int, int, int]:
+    header = response.headers.get("Content-Range") or ""
     match = _CONTENT_RANGE.fullmatch(header.strip())
     if not match:
         raise SourceError(
@@ -411,30 +466,26 @@ def _content_range(response: http.client.HTTPResponse, url: str) -> tuple[int, i
     return int(match[1]), int(match[2]), int(match[3])
 
 
-def _read_exact(response: http.client.HTTPResponse, nbytes: int, tick: Callable[[], None]) -> bytes:
+def _read_exact(response: BaseHTTPResponse, nbytes: int, tick: Callable[[], None]) -> bytes:
     """Read exactly `nbytes`, calling tick() between socket reads (read1 returns after one read,
     where read(n) would wait for all n bytes however slowly they come)."""
     chunks, got = [], 0
     while got < nbytes:
         tick()
         chunk = response.read1(min(READ_CHUNK, nbytes - got))
-        if not chunk:
+        if not chunk:  # urllib3 raises this itself when the body is shorter than its Content-Length
             raise http.client.IncompleteRead(b"".join(chunks), nbytes - got)
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
 
 
-def _copy_counted(response: http.client.HTTPResponse, out, count: Callable[[int], None]) -> None:
+def _copy_counted(response: BaseHTTPResponse, out, count: Callable[[int], None]) -> None:
     """Copy the body to `out`, calling count(n) before keeping each chunk; a body shorter than
-    its Content-Length raises IncompleteRead (http.client's read(n) would just stop)."""
-    declared = response.length
+    its Content-Length raises urllib3's IncompleteRead (enforce_content_length)."""
     while chunk := response.read1(READ_CHUNK):
         count(len(chunk))
         out.write(chunk)
-    got = out.tell()
-    if declared is not None and got < declared:
-        raise http.client.IncompleteRead(b"", declared - got)
 
 
 def _describe(exc: Exception, url: str, options: SourceOptions) -> str:
@@ -442,12 +493,12 @@ def _describe(exc: Exception, url: str, options: SourceOptions) -> str:
     shown = redact(url)
     if isinstance(exc, (_Retryable, _ConnectFailed)):
         return f"{exc} while fetching {shown}" if isinstance(exc, _ConnectFailed) else str(exc)
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, ReadTimeoutError) or _cause(exc, TimeoutError) is not None:
         return f"no data from {shown} for {options.read_timeout} s (read_timeout); the server is too slow or stalled"
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"connection to {shown} closed with {exc.expected} bytes of the body still missing"
-    if isinstance(exc, http.client.RemoteDisconnected):
+    if (short := _cause(exc, http.client.IncompleteRead)) is not None:
+        return f"connection to {shown} closed with {short.expected} bytes of the body still missing"
+    if _cause(exc, http.client.RemoteDisconnected) is not None:
         return f"{shown} closed the connection without answering"
-    if isinstance(exc, ConnectionResetError):
+    if _cause(exc, ConnectionResetError) is not None:
         return f"connection to {shown} was reset"
     return f"fetching {shown} failed: {type(exc).__name__}: {exc}"
