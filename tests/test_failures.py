@@ -236,7 +236,7 @@ EXPECTED_KINDS = {
     "zero-bytes": "video.unreadable", "text": "video.unreadable", "png": "video.invalid",
     "truncated": "video.unreadable", "data-wrong-type": "source.refused", "data-bad-base64": "source.refused",
     "audio-only": "video.invalid", "oversize": "video.too_large", "nul\0id": "video.invalid",
-    "crash": "worker.crashed", "hang": "worker.timeout", "http-404": "source.read", "http-refused": "source.read",
+    "crash": "worker.crashed", "hang": "worker.timeout", "http-404": "source.not_found", "http-refused": "source.read",
     "http-timeout": "source.read", "http-private": "source.refused", "http-metadata": "source.refused",
     "": "video.invalid", **{f"{table}-bomb": "video.invalid" for table in TABLES},
 }

@@ -46,7 +46,7 @@ import urllib3
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.response import BaseHTTPResponse
 
-from videoproc.common.errors import SourceError
+from videoproc.common.errors import SourceError, SourceNotFound, SourceRefused
 from videoproc.source.cache import BLOCK_SIZE, BlockReader, BlockStore, cache_key, open_cached
 from videoproc.source.options import SourceOptions
 from videoproc.source.prefixes import check_location
@@ -193,7 +193,7 @@ class HttpClient:
                 self.url = url
                 return self._checked(response, url)
             url = self._next_hop(response, url)
-        raise SourceError(
+        raise SourceRefused(
             f"more than {self.options.max_redirects} redirects starting at {redact(self.url)} (last "
             f"to {redact(url)}); the limit is max_redirects={self.options.max_redirects}: fix the "
             "URL or raise the limit"
@@ -252,7 +252,8 @@ class HttpClient:
         if status == 416:
             raise SourceError(f"HTTP 416 for {redact(url)}: the server has no bytes to send, the object is empty; "
                               "check the URL")
-        raise SourceError(
+        error = SourceNotFound if status in (404, 410) else SourceError
+        raise error(
             f"HTTP {status} for {redact(url)}; client errors (4xx other than 429) are not retried: "
             "check the URL and its access rights"
         )
@@ -310,7 +311,7 @@ class HttpClient:
     def _check_size(self, size: int, *, how: str) -> None:
         cap = self.options.max_download_bytes
         if size > cap:
-            raise SourceError(
+            raise SourceRefused(
                 f"{redact(self.url)} is {size} bytes (by its {how}), over the max_download_bytes "
                 f"cap of {cap}; raise --max-download-bytes or leave this video out"
             )
@@ -320,7 +321,7 @@ class HttpClient:
         cap = self.options.max_download_bytes
         if self.received + nbytes > cap:
             self._drop_connection()
-            raise SourceError(
+            raise SourceRefused(
                 f"{redact(self.url)} sent more than the max_download_bytes cap of {cap} bytes "
                 f"({self.received} received, {nbytes} more coming); raise --max-download-bytes or "
                 "leave this video out"
