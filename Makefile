@@ -23,7 +23,7 @@ GEN_OUTPUT := $(if $(filter command line,$(origin OUTPUT)),$(OUTPUT),out/generat
 # one the tests run against (a CPU build where the package index provides it).
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv sample-manifest preprocess test test-fast lint generate gpu-smoke bench s3-deps clean FORCE
+.PHONY: venv sample-manifest preprocess test test-fast lint generate gpu-smoke bench bench-clips s3-deps clean FORCE
 
 venv: $(STAMP)
 
@@ -76,6 +76,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
+
+# Clip mode against a naive decode on the 600 s 720p files (python -m bench.clips).
+bench-clips: $(STAMP)
+	$(PY) -m bench.clips $(ARGS)
 
 clean:
 	rm -rf out bench/results .pytest_cache
