@@ -133,7 +133,8 @@ def test_another_format_version_is_refused(real_run, tmp_path):
     shard = os.path.join(copy, "data", "part-00002.parquet")
     _rewrite_metadata(shard, {METADATA_KEY: json.dumps({"format_version": "99"}).encode()})
     with pytest.raises(ReadError, match=r"part-00002.parquet has format version 99, "
-                                        rf"but this reader reads format version {FORMAT_VERSION}; read it with"):
+                                        r"but this reader reads format versions 1, 2 "
+                                        rf"\(it writes {FORMAT_VERSION}\); read it with"):
         FrameDataset(copy)
     _rewrite_metadata(shard, {})
     with pytest.raises(ReadError, match=r"has no 'videoproc' key in its Parquet metadata, "

@@ -21,7 +21,7 @@ from videoproc.common.runlock import LockLost, OutputLocked
 from videoproc.preprocess.config import build_options, load_config, merge_flags
 from videoproc.preprocess.options import PreprocessOptions, RunOptions
 from videoproc.source.options import SourceOptions
-from videoproc.video.options import DEFAULT_NUM_FRAMES, ClipOptions, VideoOptions
+from videoproc.video.options import DEFAULT_NUM_FRAMES, ClipOptions, FrameFormat, VideoOptions
 
 # What RunOptions.worker_memory=None works out (videoproc.common.memory.default_worker_memory).
 WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_bytes(WORKER_BYTES_PER_THREAD)} "
@@ -72,6 +72,14 @@ WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_by
               help=doc(VideoOptions, "seek_mode", "exact, or keyframe: nearest keyframes, approximate, ~20x faster."))
 @click.option("--max-alloc",
               help=doc(VideoOptions, "max_alloc", "Bytes one row may allocate, e.g. 1GiB.", show=as_bytes))
+@click.option("--frame-format", type=click.Choice(["raw", "png", "jpeg", "webp"]),
+              help=doc(FrameFormat, "format", "How frames are stored: raw pixels, or one png/jpeg/webp image each."))
+@click.option("--frame-quality", type=int,
+              help=doc(FrameFormat, "quality", "Quality 1-100 of --frame-format jpeg or webp."))
+@click.option("--jpeg-chroma", type=click.Choice(["444", "420"]),
+              help=doc(FrameFormat, "chroma", "Chroma subsampling of --frame-format jpeg: 444 keeps colour edges."))
+@click.option("--compression",
+              help=doc(FrameFormat, "compression", "With --frame-format raw: none, zstd or zstd:LEVEL (1-22; 3)."))
 @click.option("--workers", type=int,
               help=doc(RunOptions, "workers", "Worker processes of the local executor.", derived="CPU count"))
 @click.option("--shard-size", type=int, help=doc(RunOptions, "shard_size", "Manifest rows per output shard."))

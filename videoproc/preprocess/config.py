@@ -11,12 +11,14 @@ from videoproc.common.errors import OptionsError
 from videoproc.common.jobfile import given_flags, load_job_file
 from videoproc.preprocess.options import PreprocessOptions, RunOptions
 from videoproc.source.options import SourceOptions
-from videoproc.video.options import ClipOptions, VideoOptions, parse_size
+from videoproc.video.options import ClipOptions, FrameFormat, VideoOptions, parse_compression, parse_size
 
 _VIDEO = {"num_frames", "fps", "max_frames", "size", "resize_mode", "no_autorotate", "strict", "max_alloc", "seek_mode"}
 # Clip flags and job-file keys, by their ClipOptions field.
 _CLIP = {"clip_frames": "frames", "clip_fps": "fps", "clips_per_video": "per_video", "clip_stride": "stride",
          "max_clips": "max_clips", "clip_sampling": "sampling", "clip_seed": "seed", "short_video": "short_video"}
+# Frame-format flags and job-file keys (FrameFormat; --compression is parsed, zstd[:LEVEL]).
+_STORE = {"frame_format": "format", "frame_quality": "quality", "jpeg_chroma": "chroma"}
 _SOURCE_PLAIN = {"allow_private_network", "local_root", "connect_timeout", "read_timeout", "http_retries",
                  "max_redirects", "cache_entries"}
 _SOURCE_LISTS = {"allowed_domains", "allow_private_hosts", "allowed_prefixes"}
@@ -24,7 +26,7 @@ _SOURCE = _SOURCE_PLAIN | _SOURCE_LISTS | {"storage_options", "max_download_byte
 _RUN = {"workers", "shard_size", "timeout", "decoder_threads", "executor", "ray_address", "progress", "overwrite",
         "retry_failed", "worker_memory", "break_lock", "lock_lease"}
 _TOP = {"output", "uri_column", "id_column"}
-KNOWN = _VIDEO | set(_CLIP) | _SOURCE | _RUN | _TOP
+KNOWN = _VIDEO | set(_CLIP) | set(_STORE) | {"compression"} | _SOURCE | _RUN | _TOP
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -69,7 +71,18 @@ def _video(values: dict[str, Any]) -> VideoOptions:
     clips = {field: values[key] for key, field in _CLIP.items() if key in values}
     if clips:
         kwargs["clips"] = _clip_options(clips)
-    return VideoOptions(**kwargs)
+    return VideoOptions(**kwargs, store=_store(values))
+
+
+def _store(values: dict[str, Any]) -> FrameFormat:
+    kwargs = {field: values[key] for key, field in _STORE.items() if key in values}
+    if "jpeg_chroma" in values:
+        kwargs["chroma"] = str(values["jpeg_chroma"])
+    if "compression" in values:
+        kwargs["compression"], level = parse_compression(values["compression"])
+        if level is not None:
+            kwargs["zstd_level"] = level
+    return FrameFormat(**kwargs)
 
 
 def _clip_options(clips: dict[str, Any]) -> ClipOptions:

@@ -146,7 +146,8 @@ def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest,
         progress.advance(ok=result.status != "failed", note=result.id)
 
     errors = []
-    schema = output_schema(manifest.passthrough_schema, clips=options.video.clips is not None)
+    schema = output_schema(manifest.passthrough_schema, clips=options.video.clips is not None,
+                           store=options.video.store)
     try:
         for outcome in executor.run(works, schema=schema, state=state, on_result=on_result):
             if outcome.stats is None:

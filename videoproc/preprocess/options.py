@@ -103,6 +103,9 @@ class PreprocessOptions:
         video["size"] = list(self.video.size) if self.video.size else None
         if video["clips"] is None:
             del video["clips"]  # outputs made before clip mode existed still resume
+        del video["store"]
+        if not self.video.store.is_default:  # raw outputs made before frame formats existed still resume
+            video["frame_format"] = self.video.store.fingerprint()
         return {
             "video": video,
             "shard_size": self.run.shard_size,

@@ -3,15 +3,19 @@
 Rows reach the writer in manifest order and leave in row groups of a fixed row count, so the same
 rows always give the same bytes whichever executor produced them. In clip mode a video's result
 becomes one row per clip, with the clip columns; outside clip mode those columns do not exist, so
-outputs made before clips existed keep their schema (and the format version stays 1: the clip
-columns only add to it). The frames column is written
-without dictionary encoding, compression or statistics: raw pixels gain little from any of them,
-and a min/max statistic of a 2 MB value would bloat every footer.
+outputs made before clips existed keep their schema. Format version 2 adds the frame format,
+named in the file's `videoproc` metadata (frame_format, compression, quality, chroma): `frames` is
+binary for raw (C-order pixels; with compression zstd one zstd frame of them per row) and
+list<binary> for png/jpeg/webp (one image file per frame, in time order). Version 1 files are the
+raw layout without those keys. The frames column is written without dictionary encoding, Parquet
+compression or statistics: pixels and images gain little from any of them, and a min/max statistic
+of a 2 MB value would bloat every footer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -21,9 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from videoproc.common import storage
+from videoproc.video.options import FrameFormat
 from videoproc.video.process import VideoResult
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+# Versions this release's readers read: 1 had raw frames only and no frame_format key.
+READABLE_VERSIONS = ("1", "2")
 ROWS_PER_GROUP = 32
 METADATA_KEY = b"videoproc"
 
@@ -66,19 +73,45 @@ _SOURCE_NAMES = ["source_width", "source_height", "source_fps", "source_duration
                  "source_num_frames", "codec", "rotation"]
 
 
-def output_schema(passthrough: pa.Schema, *, clips: bool = False) -> pa.Schema:
+_FRAMES_TEXT = {
+    "raw": "raw C-order uint8 bytes of an array of shape `shape` (T, H, W, 3), RGB",
+    "zstd": "one zstd frame of the raw C-order uint8 bytes of an array of shape `shape` (T, H, W, 3), RGB",
+    "image": "list of T {fmt} images, one per frame in time order, each H x W RGB; `shape` is (T, H, W, 3)",
+}
+
+
+def output_schema(passthrough: pa.Schema, *, clips: bool = False, store: FrameFormat | None = None) -> pa.Schema:
     """The shard schema: the fixed columns, the clip columns in clip mode, then the manifest's
-    other columns unchanged."""
-    layout = (
-        f'{{"format_version": "{FORMAT_VERSION}", "frames": "raw C-order uint8 bytes of an array of shape `shape` '
-        '(T, H, W, 3), RGB", "frame_indices": "presentation-order index per frame", '
-        '"timestamps": "seconds per frame"'
-        + (', "clip_index": "0-based clip of the video, one row per clip; clip_start, clip_end: the clip window '
-           'in seconds"' if clips else "")
-        + "}"
-    )
-    fields = BASE_FIELDS + (CLIP_FIELDS if clips else []) + [passthrough.field(name) for name in passthrough.names]
-    return pa.schema(fields, metadata={METADATA_KEY: layout.encode()})
+    other columns unchanged; `frames` is list<binary> for an image format."""
+    store = store or FrameFormat()
+    layout = {"format_version": FORMAT_VERSION, **frame_format_keys(store), "frames": _frames_text(store),
+              "frame_indices": "presentation-order index per frame", "timestamps": "seconds per frame"}
+    if clips:
+        layout["clip_index"] = ("0-based clip of the video, one row per clip; clip_start, clip_end: the clip "
+                                "window in seconds")
+    fields = [_frames_field(store) if f.name == "frames" else f for f in BASE_FIELDS]
+    fields += (CLIP_FIELDS if clips else []) + [passthrough.field(name) for name in passthrough.names]
+    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(layout).encode()})
+
+
+def frame_format_keys(store: FrameFormat) -> dict[str, Any]:
+    """The metadata keys that tell a reader how to decode `frames`."""
+    keys: dict[str, Any] = {"frame_format": store.format, "compression": store.compression}
+    if store.format in ("jpeg", "webp"):
+        keys["quality"] = store.quality
+    if store.format == "jpeg":
+        keys["chroma"] = store.chroma
+    return keys
+
+
+def _frames_text(store: FrameFormat) -> str:
+    if store.format != "raw":
+        return _FRAMES_TEXT["image"].format(fmt=store.format.upper())
+    return _FRAMES_TEXT["zstd" if store.compression == "zstd" else "raw"]
+
+
+def _frames_field(store: FrameFormat) -> pa.Field:
+    return pa.field("frames", pa.list_(pa.binary()) if store.format != "raw" else pa.binary())
 
 
 def result_columns(result: VideoResult) -> dict[str, Any]:
@@ -90,7 +123,7 @@ def result_columns(result: VideoResult) -> dict[str, Any]:
         "status": result.status,
         "error": result.error,
         "error_kind": result.error_kind,
-        "frames": result.frames,
+        "frames": _stored_frames(result),
         "shape": list(result.shape) if result.shape else None,
         "dtype": "uint8" if ok else None,
         "frame_indices": result.frame_indices,
@@ -113,12 +146,11 @@ def result_rows(result: VideoResult) -> list[dict[str, Any]]:
         return [row]
     count = len(windows)
     per_clip = result.shape[0] // count
-    frames, size = memoryview(result.frames), len(result.frames) // count
     rows = []
     for k, (start, end) in enumerate(windows):
         span = slice(k * per_clip, (k + 1) * per_clip)
         clip = row | {
-            "frames": frames[k * size : (k + 1) * size],
+            "frames": _clip_frames(result, k, count),
             "shape": [per_clip, *row["shape"][1:]],
             "frame_indices": row["frame_indices"][span],
             "timestamps": row["timestamps"][span],
@@ -130,6 +162,23 @@ def result_rows(result: VideoResult) -> list[dict[str, Any]]:
             clip |= dict.fromkeys(_VIDEO_COUNTERS, 0)
         rows.append(clip)
     return rows
+
+
+def _stored_frames(result: VideoResult) -> Any:
+    """Raw bytes, the row's one zstd blob, or the list of its per-frame images."""
+    if result.encoded is None:
+        return result.frames
+    return result.encoded[0] if result.encoded_per == "row" else list(result.encoded)
+
+
+def _clip_frames(result: VideoResult, k: int, count: int) -> Any:
+    if result.encoded is None:
+        size = len(result.frames) // count
+        return memoryview(result.frames)[k * size : (k + 1) * size]
+    if result.encoded_per == "row":
+        return result.encoded[k]
+    per_clip = len(result.encoded) // count
+    return list(result.encoded[k * per_clip : (k + 1) * per_clip])
 
 
 class ShardWriter:

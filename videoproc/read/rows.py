@@ -1,8 +1,10 @@
-"""One unit (a row group of a shard) as rows: the ok rows, with frames as views of the Arrow buffer.
+"""One unit (a row group of a shard) as rows: the ok rows, with frames as (T, H, W, 3) arrays.
 
-The frames column holds each row's pixels as one binary value, so a row's frames are the byte range
-[offsets[i], offsets[i+1]) of the column's data buffer. Reading them through `np.frombuffer` over
-that range costs no copy; whoever wants a writable array or a tensor makes the one copy.
+In the raw format the frames column holds each row's pixels as one binary value, so a row's frames
+are the byte range [offsets[i], offsets[i+1]) of the column's data buffer. Reading them through
+`np.frombuffer` over that range costs no copy; whoever wants a writable array or a tensor makes the
+one copy. Other formats (zstd, png, jpeg, webp; videoproc.read.decode) are decoded into a new
+read-only array per row, and only for ok rows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pyarrow.parquet as pq
 
 from videoproc.common import storage
 from videoproc.preprocess.write import BASE_NAMES
+from videoproc.read.decode import decode_frames, stored_format
 from videoproc.read.units import ReadError, Unit
 
 Layout = Literal["THWC", "TCHW"]
@@ -85,14 +88,16 @@ def _batch_rows(batch: pa.RecordBatch) -> Iterator[dict[str, Any]]:
     keep = [i for i, s in enumerate(status) if s == "ok"]
     if not keep:
         return
-    frames = binary_views(batch.column("frames"))
+    fmt = stored_format(batch.schema.metadata)
+    column = batch.column("frames")
+    frames = column.to_pylist() if fmt.frame_format != "raw" else binary_views(column)
     shapes = batch.column("shape").to_pylist()
     timestamps = list_views(batch.column("timestamps"))
     indices = list_views(batch.column("frame_indices"))
     others = {n: batch.column(n).to_pylist() for n in batch.schema.names if n not in CORE_COLUMNS}
     ids = batch.column("id").to_pylist()
     for i in keep:
-        row = {"id": ids[i], "frames": frames[i].reshape(shapes[i]), "timestamps": timestamps[i],
+        row = {"id": ids[i], "frames": decode_frames(frames[i], shapes[i], fmt), "timestamps": timestamps[i],
                "frame_indices": indices[i]}
         row.update({n: values[i] for n, values in others.items()})
         yield row

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from videoproc.common import storage
 from videoproc.preprocess.runstate import DATA_DIR, RunState
-from videoproc.preprocess.write import FORMAT_VERSION, METADATA_KEY
+from videoproc.preprocess.write import FORMAT_VERSION, METADATA_KEY, READABLE_VERSIONS
 
 T = TypeVar("T")
 
@@ -74,7 +74,8 @@ def shuffled(items: Iterable[T], *, size: int, seed: Hashable) -> Iterator[T]:
 
 
 def check_format(metadata: dict[bytes, bytes] | None, *, where: str) -> None:
-    """Refuse a Parquet file whose videoproc layout key is missing or of another format version."""
+    """Refuse a Parquet file whose videoproc layout key is missing or of a format version this
+    reader does not read (it reads 1, raw frames, and 2, which names its frame format)."""
     raw = (metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ReadError(
@@ -82,9 +83,10 @@ def check_format(metadata: dict[bytes, bytes] | None, *, where: str) -> None:
             "videoproc shard; pass the OUTPUT folder of a `videoproc preprocess` run"
         )
     found = str(json.loads(raw).get("format_version"))
-    if found != FORMAT_VERSION:
+    if found not in READABLE_VERSIONS:
         raise ReadError(
-            f"{where} has format version {found}, but this reader reads format version {FORMAT_VERSION}; "
+            f"{where} has format version {found}, but this reader reads format versions "
+            f"{', '.join(READABLE_VERSIONS)} (it writes {FORMAT_VERSION}); "
             f"read it with the videoproc release that wrote it, or re-run preprocess with this one"
         )
 

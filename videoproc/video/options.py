@@ -1,4 +1,5 @@
-"""How each video becomes a frame tensor: the options of the video stage, checked before any work.
+"""How each video becomes a frame tensor, and how that tensor is stored: the options of the video
+stage, checked before any work.
 
 Option names follow Dynamo's decoder config (fps, num_frames, max_frames, strict, max_alloc).
 """
@@ -6,7 +7,7 @@ Option names follow Dynamo's decoder config (fps, num_frames, max_frames, strict
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from videoproc.common.checks import check_choice, check_positive_float, check_positive_int
@@ -17,6 +18,10 @@ ResizeMode = Literal["stretch", "crop", "pad"]
 SeekMode = Literal["exact", "keyframe"]
 ClipSampling = Literal["uniform", "random"]
 ShortVideo = Literal["skip", "pad", "loop"]
+FrameFormatName = Literal["raw", "png", "jpeg", "webp"]
+Compression = Literal["none", "zstd"]
+JpegChroma = Literal["444", "420"]
+ZSTD_LEVELS = (1, 22)
 
 DEFAULT_NUM_FRAMES = 16
 MAX_SIDE = 16384
@@ -42,6 +47,7 @@ class VideoOptions:
     max_alloc: int = DEFAULT_MAX_ALLOC
     seek_mode: SeekMode = "exact"
     clips: ClipOptions | None = None
+    store: FrameFormat = field(default_factory=lambda: FrameFormat())
 
     def __post_init__(self) -> None:
         _check_sampling(self.num_frames, self.fps, self.max_frames)
@@ -89,6 +95,63 @@ class ClipOptions:
         _check_placement(self)
         if self.per_video is None and self.stride is None:
             object.__setattr__(self, "per_video", 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameFormat:
+    """How a row's frames are stored (videoproc.video.encode makes the bytes).
+
+    format: raw (uint8 pixels, one binary value per row), or one image per frame: png (lossless),
+    jpeg or webp (lossy, `quality` 1-100). compression: raw only; none, or zstd at `zstd_level`
+    (1-22) over the row's pixels. chroma: JPEG chroma subsampling; 444 (default) keeps saturated
+    colour edges (at q90 4:2:0 fell to 28 dB PSNR on colour bars, 4:4:4 stayed at 38.8 dB or more).
+    """
+
+    format: FrameFormatName = "raw"
+    quality: int = 90
+    compression: Compression = "none"
+    zstd_level: int = 3
+    chroma: JpegChroma = "444"
+
+    def __post_init__(self) -> None:
+        check_choice("frame_format", self.format, FrameFormatName)
+        check_choice("compression", self.compression, Compression)
+        check_choice("jpeg_chroma", self.chroma, JpegChroma)
+        if not isinstance(self.quality, int) or isinstance(self.quality, bool) or not 1 <= self.quality <= 100:
+            raise OptionsError(f"frame_quality must be an integer from 1 to 100 (got {self.quality!r}); "
+                               "e.g. --frame-quality 90")
+        low, high = ZSTD_LEVELS
+        level = self.zstd_level
+        if not isinstance(level, int) or isinstance(level, bool) or not low <= level <= high:
+            raise OptionsError(f"zstd level must be an integer from {low} to {high} (got {self.zstd_level!r}); "
+                               "e.g. --compression zstd:3")
+        if self.compression != "none" and self.format != "raw":
+            raise OptionsError(
+                f"compression {self.compression} applies to --frame-format raw only (got frame_format="
+                f"{self.format!r}, whose images are compressed already); drop --compression or use raw"
+            )
+
+    def fingerprint(self) -> dict[str, object]:
+        """The fields that change this format's bytes (quality means nothing to raw or png)."""
+        if self.format == "raw":
+            return {"format": "raw", "compression": self.compression,
+                    **({"zstd_level": self.zstd_level} if self.compression == "zstd" else {})}
+        if self.format == "png":
+            return {"format": "png"}
+        return {"format": self.format, "quality": self.quality,
+                **({"chroma": self.chroma} if self.format == "jpeg" else {})}
+
+    @property
+    def is_default(self) -> bool:
+        return self.format == "raw" and self.compression == "none"
+
+
+def parse_compression(text: str) -> tuple[str, int | None]:
+    """'none' -> ('none', None); 'zstd' -> ('zstd', None); 'zstd:9' -> ('zstd', 9)."""
+    name, _, level = str(text).strip().lower().partition(":")
+    if name not in ("none", "zstd") or (level and (name != "zstd" or not level.isdigit())):
+        raise OptionsError(f"compression must be none, zstd or zstd:LEVEL (got {text!r}); e.g. --compression zstd:3")
+    return name, int(level) if level else None
 
 
 def parse_size(text: str) -> tuple[int, int] | None:

@@ -4,6 +4,9 @@ In clip mode the video's clips are decoded together (their frames' union, each f
 the result holds all of them, (K*T, H, W, 3), with each clip's window; the writer splits it into
 one row per clip. A video shorter than one clip is a `skipped` result, not a failure.
 
+With a frame format other than plain raw (--frame-format, --compression) the frames are encoded
+here, in the worker (videoproc.video.encode): the result carries `encoded` instead of `frames`.
+
 This is what a worker process runs. Every expected failure becomes a failed result with a message
 for a person, and any other exception a failed result naming its type; nothing a video contains
 can stop the run.
@@ -25,8 +28,9 @@ from videoproc.source import open_uri
 from videoproc.source.options import SourceOptions
 from videoproc.video.clips import ShortVideo, clip_count, place_clips
 from videoproc.video.decode import DecodedFrames, FrameDecoder
+from videoproc.video.encode import encode_frames
 from videoproc.video.mp4index import OffsetRuns, is_iso_bmff, video_composition_offsets
-from videoproc.video.options import VideoOptions
+from videoproc.video.options import FrameFormat, VideoOptions
 from videoproc.video.packets import KEEP_PACKETS_BYTES
 from videoproc.video.probe import VideoProbe, probe_keeping_packets
 from videoproc.video.probe_index import TimelineMismatch, probe_from_index
@@ -65,6 +69,9 @@ class VideoResult:
     seconds: float = 0.0
     # Clip mode: the (start, end) seconds of each clip; `frames` holds the clips one after another.
     clip_windows: tuple[tuple[float, float], ...] | None = None
+    # Encoded frames (then `frames` is None): one image per frame, or one zstd blob per row (clip).
+    encoded: tuple[bytes, ...] | None = None
+    encoded_per: Literal["frame", "row"] = "frame"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,7 +137,15 @@ def _extract(task: VideoTask, reader, *, video: VideoOptions, threads: int) -> V
     except _Skip as skip:
         return VideoResult(row=task.row, id=task.id, uri=task.uri, status="skipped", error=str(skip),
                            source=_source_columns(skip.info, None), bytes_read=reader.bytes_read)
-    return _ok(task, decoded, info, selection, bytes_read=reader.bytes_read)
+    return _encoded(_ok(task, decoded, info, selection, bytes_read=reader.bytes_read), decoded, video.store)
+
+
+def _encoded(result: VideoResult, decoded: DecodedFrames, store: FrameFormat) -> VideoResult:
+    if store.is_default:
+        return result
+    rows = len(result.clip_windows) if result.clip_windows is not None else 1
+    per = "row" if store.format == "raw" else "frame"
+    return replace(result, frames=None, encoded=encode_frames(decoded.frames, store, rows=rows), encoded_per=per)
 
 
 def _probe_and_decode(reader, offsets: OffsetRuns | None, *, task: VideoTask, video: VideoOptions, threads: int):
