@@ -23,7 +23,7 @@ GEN_OUTPUT := $(if $(filter command line,$(origin OUTPUT)),$(OUTPUT),out/generat
 # one the tests run against (a CPU build where the package index provides it).
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv sample-manifest preprocess test test-fast lint generate gpu-smoke bench bench-clips s3-deps clean FORCE
+.PHONY: venv sample-manifest preprocess test test-fast lint generate gpu-smoke bench bench-clips bench-formats s3-deps clean FORCE
 
 venv: $(STAMP)
 
@@ -80,6 +80,10 @@ bench: $(STAMP)
 # Clip mode against a naive decode on the 600 s 720p files (python -m bench.clips).
 bench-clips: $(STAMP)
 	$(PY) -m bench.clips $(ARGS)
+
+# Bytes per row, write and read throughput of every --frame-format (python -m bench.frame_formats).
+bench-formats: $(STAMP)
+	$(PY) -m bench.frame_formats $(ARGS)
 
 clean:
 	rm -rf out bench/results .pytest_cache
