@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from videoproc.common import storage
 from videoproc.common.progress import Progress
-from videoproc.common.runlock import Lease, hold_output
+from videoproc.common.runlock import Lease, LockLost, hold_output
 from videoproc.preprocess.executor import Executor, LocalExecutor
 from videoproc.preprocess.manifest import Manifest, read_manifest
 from videoproc.preprocess.options import PreprocessOptions
@@ -53,7 +53,16 @@ def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) 
         )
         state.clean_partials()
         works = _plan_work(manifest, shards, state, retry_failed=run.retry_failed)
-        errors = _execute(options, executor, manifest, state, works, stream, lease)
+        try:
+            errors = _execute(options, executor, manifest, state, works, stream, lease)
+        except LockLost:
+            raise  # the output is another run's now: its temporary files are not ours to remove
+        except BaseException:
+            # Ctrl-C can land between a shard writer creating its hidden temporary file and the
+            # executor tracking it for abort; we still hold the lock, so every temporary file
+            # under data/ is this run's or a dead run's.
+            state.clean_partials()
+            raise
         summary = summarize(
             state.committed(), shards=shards, resumed=resumed, elapsed_s=time.monotonic() - started,
             output=state.output.url, write_errors=errors,
