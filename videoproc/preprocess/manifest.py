@@ -133,14 +133,18 @@ class ManifestIndex:
 
     def iter_pieces(self) -> Iterator[tuple[int, pa.Table]]:
         """(first position, output columns) of every piece of the manifest, in order, at most
-        _HASH_PIECE_ROWS rows each: the streamed pass."""
+        _HASH_PIECE_ROWS rows each: the streamed pass. Read a row group at a time: iter_batches
+        prebuffers ahead and held three times the memory on a 10M-row file."""
         position = 0
         for path in self.files:
             with _open(path, self.storage_options) as pf:
-                for batch in pf.iter_batches(batch_size=_HASH_PIECE_ROWS, columns=_present(pf, self.source_schema)):
-                    table = pa.Table.from_batches([batch])
-                    yield position, self._conform(table, first=position)
-                    position += table.num_rows
+                columns = _present(pf, self.source_schema)
+                for group in range(pf.metadata.num_row_groups):
+                    table = pf.read_row_group(group, columns=columns)
+                    for start in range(0, table.num_rows, _HASH_PIECE_ROWS):
+                        piece = table.slice(start, _HASH_PIECE_ROWS)
+                        yield position, self._conform(piece, first=position)
+                        position += piece.num_rows
 
 
 class GroupCache:
