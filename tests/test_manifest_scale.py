@@ -3,6 +3,7 @@ the fingerprint and the duplicate check streamed, and the driver's memory flat i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -77,6 +78,18 @@ def test_fingerprint_of_derived_ids_is_the_in_memory_one(tmp_path):
     ids = pa.array([derived_id(i) for i in range(whole.num_rows)], pa.string())
     reference = pa.table([ids, *whole.columns], names=["id", *whole.schema.names])
     assert read_manifest(str(tmp_path / "m")).fingerprint() == _reference_fingerprint(reference)
+
+
+@pytest.mark.parametrize(("with_ids", "digest"), [
+    (True, "3a3c50d56646bc3c2acc2068247c542696f59371d0b3a2e7c4154c8880bae34d"),
+    (False, "a9c8d26c65299029b7c6cc22e2db2fa31363e3f4807a2d99f19d187e105779a5"),
+])
+def test_fingerprint_is_what_the_whole_table_version_wrote(tmp_path, with_ids, digest):
+    """The digest the in-memory reader (the whole manifest in one table) gave for this manifest, so
+    outputs it made still resume."""
+    _parts(tmp_path / "m", with_ids=with_ids)
+    fingerprint = read_manifest(str(tmp_path / "m")).fingerprint()
+    assert hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest() == digest
 
 
 def test_derived_ids_are_built_like_derived_id():

@@ -460,17 +460,24 @@ def _encode(array: pa.Array) -> tuple[bytes, bytes]:
     kind = array.type
     if any(test(kind) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
                                    pa.types.is_large_binary)):
-        return _encode_binary(array.cast(pa.large_binary()))
+        return _encode_binary(array)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         return _encode_numbers(array)
     return _encode_values(array.to_pylist())
 
 
-def _encode_binary(array: pa.LargeBinaryArray) -> tuple[bytes, bytes]:
-    valid = array.is_valid().to_numpy(zero_copy_only=False)
-    offsets = np.frombuffer(array.buffers()[1], dtype="<i8")[array.offset : array.offset + len(array) + 1]
-    lengths = np.diff(offsets)
-    sizes = np.where(valid, lengths, -1).astype("<i8").tobytes()
+def _encode_binary(array: pa.Array) -> tuple[bytes, bytes]:
+    """Sizes and bytes of string or binary values, read from the array's own buffers (32- or
+    64-bit offsets alike, so no cast copies them)."""
+    wide = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    offsets = np.frombuffer(array.buffers()[1], dtype="<i8" if wide else "<i4")
+    offsets = offsets[array.offset : array.offset + len(array) + 1]
+    lengths = np.diff(offsets).astype("<i8")
+    if array.null_count:
+        valid = array.is_valid().to_numpy(zero_copy_only=False)
+        sizes = np.where(valid, lengths, -1).astype("<i8").tobytes()
+    else:
+        sizes = lengths.tobytes()
     buffer = array.buffers()[2]
     if buffer is None or len(array) == 0:
         return sizes, b""
