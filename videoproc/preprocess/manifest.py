@@ -31,6 +31,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -48,7 +49,7 @@ from videoproc.preprocess.write import RESERVED_NAMES
 FINGERPRINT_VERSION = 2
 _HASH_PIECE_ROWS = 1 << 16  # rows read and encoded at a time, which bounds the memory a pass needs
 _IDS_PER_PARTITION = 1 << 18  # ids per spill partition of the uniqueness check (its memory bound)
-_MAX_PARTITIONS = 256  # open spill files at once
+_MAX_PARTITIONS = 256  # open spill files at once; a partition number fits a byte
 _SHOWN_DUPLICATES = 5
 
 
@@ -300,19 +301,25 @@ def _check_reserved(columns: list[str], url: str) -> None:
 
 
 def _scan(index: ManifestIndex, url: str) -> dict[str, Any]:
-    """The streamed pass: empty ids and uris, duplicate ids, and the fingerprint."""
+    """The streamed pass: empty ids and uris, duplicate ids, and the fingerprint. A piece is hashed
+    on a second thread while the next is read and spilled (hashlib and Parquet decoding release
+    the GIL), one piece in flight at most, so memory stays at two pieces."""
     hashes = {f.name: _ColumnHash(f.type) for f in index.schema}
     empties = {"id": _Empty(), "uri": _Empty()}
-    with tempfile.TemporaryDirectory(prefix="videoproc-ids-") as folder:
+    with tempfile.TemporaryDirectory(prefix="videoproc-ids-") as folder, ThreadPoolExecutor(1) as hasher:
         spill = None if index.derived_ids else _IdSpill(folder, rows=index.num_rows)
+        hashing = None
         try:
             for first, piece in index.iter_pieces():
-                for name, column in zip(piece.column_names, piece.columns, strict=True):
-                    hashes[name].update(column)
+                if hashing is not None:
+                    hashing.result()
+                hashing = hasher.submit(_hash_piece, hashes, piece)
                 for name, empty in empties.items():
                     empty.update(piece.column(name), first)
                 if spill is not None:
                     spill.add(piece.column("id"), first)
+            if hashing is not None:
+                hashing.result()
         finally:
             if spill is not None:
                 spill.close()
@@ -326,6 +333,11 @@ def _scan(index: ManifestIndex, url: str) -> dict[str, Any]:
         "column_order": index.schema.names,
         "columns": {f.name: {"type": str(f.type), "sha256": hashes[f.name].hexdigest()} for f in index.schema},
     }
+
+
+def _hash_piece(hashes: dict[str, _ColumnHash], piece: pa.Table) -> None:
+    for name, column in zip(piece.column_names, piece.columns, strict=True):
+        hashes[name].update(column)
 
 
 @dataclass
@@ -399,28 +411,32 @@ class _IdSpill:
 
 
 def _partition(ids: pa.StringArray, parts: int) -> np.ndarray:
-    """A polynomial hash of each id's bytes, modulo `parts`: vectorised, no Python object per id."""
+    """A hash of each id's bytes, modulo `parts`, vectorised: no Python object per id.
+
+    sum(local_i * T[b_i]) over an id's bytes, where local_i is the byte's place in the id, comes
+    from two reductions over the global place g_i = start + local_i of each byte:
+    sum(g_i * T[b_i]) - start * sum(T[b_i]) (uint64 arithmetic wraps, and the identity holds
+    modulo 2^64), so no per-byte place inside the id is ever built."""
     offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
-    lengths = np.diff(offsets).astype(np.int64)
     buffer = ids.buffers()[2]
     if buffer is None or offsets[-1] == offsets[0]:
-        return np.zeros(len(ids), dtype=np.int64)
-    data = np.frombuffer(buffer, dtype=np.uint8)[offsets[0] : offsets[-1]].astype(np.uint64)
-    starts = np.repeat(offsets[:-1] - offsets[0], lengths)
-    local = np.arange(len(data), dtype=np.int64) - starts
-    powers = _powers(int(lengths.max()))
-    weighted = data * powers[local]
-    nonempty = lengths > 0
+        return np.zeros(len(ids), dtype=np.uint8)
+    starts = (offsets[:-1] - offsets[0]).astype(np.uint64)
+    weights = _BYTE_WEIGHTS[np.frombuffer(buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]]
+    places = np.arange(len(weights), dtype=np.uint64)
+    nonempty = offsets[1:] > offsets[:-1]
+    at = starts[nonempty].astype(np.int64)
     sums = np.zeros(len(ids), dtype=np.uint64)
-    sums[nonempty] = np.add.reduceat(weighted, (offsets[:-1] - offsets[0])[nonempty])
-    sums ^= sums >> np.uint64(29)
-    return (sums % np.uint64(parts)).astype(np.int64)
+    placed = np.zeros(len(ids), dtype=np.uint64)
+    sums[nonempty] = np.add.reduceat(weights, at)
+    placed[nonempty] = np.add.reduceat(places * weights, at)
+    mixed = (placed - starts * sums) * np.uint64(0x9E3779B97F4A7C15) + sums
+    mixed ^= mixed >> np.uint64(31)
+    return (mixed % np.uint64(parts)).astype(np.uint8)
 
 
-def _powers(n: int) -> np.ndarray:
-    """1, P, P^2 ... modulo 2^64 (numpy's uint64 arithmetic wraps)."""
-    with np.errstate(over="ignore"):
-        return np.cumprod(np.concatenate([[1], np.full(max(0, n - 1), 1099511628211)]).astype(np.uint64))
+# A fixed random 64-bit weight per byte value (fixed: partitions need only be the same within a run).
+_BYTE_WEIGHTS = np.random.default_rng(17).integers(1, 2**63, size=256, dtype=np.uint64) | np.uint64(1)
 
 
 class _ColumnHash:
