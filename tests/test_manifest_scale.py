@@ -181,3 +181,26 @@ def test_driver_memory_stays_bounded_at_a_million_rows(tmp_path):
     result = measure(manifest, str(tmp_path / "out"))
     assert result["first_shard_rows"] == 1000
     assert result["peak_rss_mb"] < 300, result
+
+
+def test_ray_task_that_cannot_read_the_manifest_leaves_its_shard_with_the_fix(tmp_path, sample_clips):
+    """What a node without the driver's local manifest sees, without Ray: the task's read fails."""
+    from videoproc.preprocess.executor_ray import run_shard
+    from videoproc.preprocess.runstate import Shard
+    from videoproc.preprocess.shards import ShardWork
+    from videoproc.preprocess.write import output_schema
+
+    path = str(tmp_path / "m.parquet")
+    pq.write_table(pa.table({"uri": [sample_clips["testsrc_h264_3s.mp4"]] * 2}), path)
+    manifest = read_manifest(path)
+    os.remove(path)
+    options = build_options(manifest=path, values={"output": str(tmp_path / "out"), "num_frames": 2,
+                                                   "size": "16x16", "progress": "off"})
+    outcome, statuses = run_shard(ShardWork(shard=Shard(index=0, start=0, stop=2), manifest=manifest),
+                                  schema=output_schema(manifest.passthrough_schema), options=options,
+                                  final_url=str(tmp_path / "out" / "data" / "part-00000.parquet"), folder=str(tmp_path))
+    assert outcome.stats is None and statuses == []
+    assert outcome.error.startswith("shard part-00000: a Ray worker cannot read the manifest (")
+    assert outcome.error.endswith("the manifest must be where every node reads it: object storage, or a shared "
+                                  "filesystem at the same path")
+    assert not os.path.exists(tmp_path / "out" / "data")

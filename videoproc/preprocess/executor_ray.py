@@ -61,7 +61,14 @@ def run_shard(
     job: what runs each video (the driver's executor.VIDEO_JOB).
     """
     final = storage.locate(final_url, storage_options=options.source.storage_options)
-    loaded = work.load()
+    try:
+        loaded = work.load()
+    except (OSError, pa.ArrowInvalid) as exc:
+        # The node cannot see the manifest (a local file on the driver alone): the shard stays
+        # uncommitted and the run says why, rather than failing as a bug in the task.
+        error = (f"shard {work.shard.name}: a Ray worker cannot read the manifest ({first_line(exc)}); the "
+                 "manifest must be where every node reads it: object storage, or a shared filesystem at the same path")
+        return ShardOutcome(shard=work.shard, stats=None, error=error), []
     assembler = ShardAssembler(loaded, schema=schema, final=final, write_retries=options.run.write_retries)
     statuses: list[RowStatus] = []
     try:
