@@ -7,11 +7,12 @@ streamed pass over the rows, a row group at a time, for what needs every value:
 - the resume fingerprint (version 2): the same length-prefixed SHA-256 of every output column as
   hashing the whole table at once, updated piece by piece. Cost: one read of every column, CPU
   linear in the manifest's bytes, memory of one row group.
-- the id-uniqueness check: ids are spilled to local temporary files, hash-partitioned by id (one
-  partition per ~256k rows, at most 256), and each partition is then counted on its own. Cost: the
-  ids written once and read once on local disk (about their size plus 8 bytes each), memory of
-  the largest partition (~256k ids; 10M rows take 39 partitions). Derived ids are unique by
-  construction and skip it.
+- the id-uniqueness check: ids are spilled to local temporary files (under TMPDIR),
+  hash-partitioned by id (one partition per ~256k rows, at most 256), and each partition is then
+  counted on its own. Cost: the ids written once and read once on local disk (about their size
+  plus 8 bytes each), about 0.15 s per million rows on one core, and memory of the largest
+  partition (~256k ids; 10M rows take 39 partitions, and past 64M rows a partition holds a 256th
+  of them). Derived ids are unique by construction and skip it.
 - empty ids and uris, reported with the position of the first.
 
 A shard's rows, pass-through columns included, are read by whoever processes the shard
@@ -27,6 +28,7 @@ problem and the fix); a bad row inside a good manifest is a failed output row la
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -182,9 +184,6 @@ class _open:
         self._f.close()
 
 
-Manifest = ManifestIndex  # the name callers used before the index
-
-
 def derived_id(position: int) -> str:
     """The stable id of a row without one: its zero-padded position in the manifest."""
     return f"row-{position:09d}"
@@ -213,12 +212,7 @@ def read_manifest(
     file_rows, group_rows, source = _read_metadata(files, url, options)
     index = _index(files, file_rows, group_rows, source, url=url, uri_column=uri_column, id_column=id_column,
                    storage_options=options)
-    fingerprint = _scan(index, url)
-    return ManifestIndex(**{**_fields(index), "fingerprint_value": fingerprint})
-
-
-def _fields(index: ManifestIndex) -> dict[str, Any]:
-    return {name: getattr(index, name) for name in index.__dataclass_fields__}
+    return dataclasses.replace(index, fingerprint_value=_scan(index, url))
 
 
 def _resolve_files(url: str, storage_options: dict) -> tuple[str, ...]:
