@@ -96,8 +96,12 @@ class ShardAssembler:
         self._waiting: dict[int, VideoResult] = {}
         self._next = work.shard.start
         self._writer = ShardWriter(schema=schema, final=final)
-        self._stats = _ShardStats()
-        self._kept = self._read_kept() if work.keep else None
+        try:
+            self._stats = _ShardStats()
+            self._kept = self._read_kept() if work.keep else None
+        except BaseException:  # Ctrl-C before the caller holds this assembler to abort it
+            self._writer.abort()
+            raise
 
     @property
     def complete(self) -> bool:
