@@ -23,7 +23,7 @@ GEN_OUTPUT := $(if $(filter command line,$(origin OUTPUT)),$(OUTPUT),out/generat
 # one the tests run against (a CPU build where the package index provides it).
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv sample-manifest preprocess test test-fast lint generate gpu-smoke bench bench-clips bench-formats s3-deps clean FORCE
+.PHONY: venv sample-manifest preprocess test test-fast lint generate gpu-smoke bench bench-clips bench-formats bench-scale s3-deps clean FORCE
 
 venv: $(STAMP)
 
@@ -84,6 +84,10 @@ bench-clips: $(STAMP)
 # Bytes per row, write and read throughput of every --frame-format (python -m bench.frame_formats).
 bench-formats: $(STAMP)
 	$(PY) -m bench.frame_formats $(ARGS)
+
+# Driver peak RSS and time to the first shard for 100k, 1M and 10M-row manifests (python -m bench.manifest_scale).
+bench-scale: $(STAMP)
+	$(PY) -m bench.manifest_scale $(ARGS)
 
 clean:
 	rm -rf out bench/results .pytest_cache

@@ -34,7 +34,6 @@ from videoproc.preprocess.options import PreprocessOptions
 from videoproc.preprocess.runstate import Shard
 from videoproc.preprocess.shards import ShardWork
 from videoproc.preprocess.write import output_schema
-from videoproc.video.process import VideoTask
 
 # A hung cluster should fail its test in minutes, not at the suite-wide limit.
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -298,9 +297,7 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
     manifest = read_manifest(path)
     options = _options(path, str(tmp_path / "out"))
     shard = Shard(index=0, start=0, stop=2)
-    ids, uris = manifest.table["id"].to_pylist(), manifest.table["uri"].to_pylist()
-    tasks = tuple(VideoTask(row=i, id=ids[i], uri=uris[i]) for i in range(2))
-    work = ShardWork(shard=shard, tasks=tasks, passthrough=dict(enumerate(manifest.passthrough_rows(0, 2))))
+    work = ShardWork(shard=shard, manifest=manifest)
     final = str(tmp_path / "out" / "data" / "part-00000.parquet")
     schema = output_schema(manifest.passthrough_schema)
 
@@ -308,7 +305,8 @@ def test_retried_shard_rewrites_the_same_file(sample_clips, tmp_path):
     for _ in range(2):
         outcome, statuses = run_shard(work, schema=schema, final_url=final, options=options, folder=str(tmp_path))
         outcomes.append((outcome, Path(final).read_bytes()))
-        assert statuses == [(0, "ok", None, None), (1, "ok", None, None)]
+        ids, uris = manifest.rows_for(0, 2)["id"].to_pylist(), manifest.rows_for(0, 2)["uri"].to_pylist()
+        assert statuses == [(0, ids[0], uris[0], "ok", None, None), (1, ids[1], uris[1], "ok", None, None)]
     assert outcomes[0][1] == outcomes[1][1]
     strip = lambda stats: {k: v for k, v in stats.items() if k not in RUN_KEYS}  # noqa: E731
     assert strip(outcomes[0][0].stats) == strip(outcomes[1][0].stats)

@@ -6,16 +6,17 @@ ShardOutcomes and leave committing to the job, which owns the run state and pick
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import pyarrow as pa
 
+from videoproc.preprocess.manifest import GroupCache
 from videoproc.preprocess.options import PreprocessOptions
 from videoproc.preprocess.pool import WorkerConfig, WorkerPool
 from videoproc.preprocess.runstate import RunState
-from videoproc.preprocess.shards import ShardAssembler, ShardOutcome, ShardWork
-from videoproc.video.process import VideoResult, process_video
+from videoproc.preprocess.shards import LoadedShard, ShardAssembler, ShardOutcome, ShardWork
+from videoproc.video.process import VideoResult, VideoTask, process_video
 
 OnResult = Callable[[VideoResult], None]
 
@@ -32,7 +33,10 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Videos go to a pool of worker processes; the parent assembles and writes shards in order."""
+    """Videos go to a pool of worker processes; the parent assembles and writes shards in order.
+
+    The parent reads each shard's rows from the manifest when the pool asks for its first video,
+    so only the shards in flight (one or two ahead of the pool) are ever in memory."""
 
     def __init__(self, options: PreprocessOptions) -> None:
         self.options = options
@@ -49,8 +53,9 @@ class LocalExecutor:
         )
         starts = [w.shard.start for w in works]
         open_shards: dict[int, ShardAssembler] = {}
-        tasks = (task for work in works for task in work.tasks)
-        with WorkerPool(workers=min(run.workers, max(1, sum(len(w.tasks) for w in works))), config=config,
+        loaded: dict[int, LoadedShard] = {}
+        tasks = _stream_tasks(works, loaded)
+        with WorkerPool(workers=min(run.workers, max(1, sum(w.todo for w in works))), config=config,
                         timeout=run.timeout) as pool:
             try:
                 for result in pool.run(tasks):
@@ -58,7 +63,7 @@ class LocalExecutor:
                     k = bisect.bisect_right(starts, result.row) - 1
                     if k not in open_shards:
                         open_shards[k] = ShardAssembler(
-                            works[k], schema=schema, final=state.data_file(works[k].shard),
+                            loaded.pop(k), schema=schema, final=state.data_file(works[k].shard),
                             write_retries=run.write_retries
                         )
                     assembler = open_shards[k]
@@ -69,3 +74,11 @@ class LocalExecutor:
                 for assembler in open_shards.values():
                     assembler.abort()
 
+
+
+def _stream_tasks(works: Sequence[ShardWork], loaded: dict[int, LoadedShard]) -> Iterable[VideoTask]:
+    """Every task of every shard, each shard read (into `loaded`) just before its first task is taken."""
+    cache = GroupCache()  # consecutive shards mostly share a row group: read it once
+    for k, work in enumerate(works):
+        loaded[k] = work.load(cache=cache)
+        yield from loaded[k].tasks

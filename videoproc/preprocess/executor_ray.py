@@ -41,7 +41,7 @@ TASK_MAX_RETRIES = 3
 # Shards submitted ahead of the free CPUs: enough to keep every node busy between ray.wait calls,
 # few enough that a long manifest's task arguments do not all sit in the object store at once.
 IN_FLIGHT_PER_CPU = 2
-RowStatus = tuple[int, str, str | None, str | None]  # row, status, error, error_kind
+RowStatus = tuple[int, str, str, str, str | None, str | None]  # row, id, uri, status, error, error_kind
 
 
 def run_shard(
@@ -61,16 +61,24 @@ def run_shard(
     job: what runs each video (the driver's executor.VIDEO_JOB).
     """
     final = storage.locate(final_url, storage_options=options.source.storage_options)
-    assembler = ShardAssembler(work, schema=schema, final=final, write_retries=options.run.write_retries)
+    try:
+        loaded = work.load()
+    except (OSError, pa.ArrowInvalid) as exc:
+        # The node cannot see the manifest (a local file on the driver alone): the shard stays
+        # uncommitted and the run says why, rather than failing as a bug in the task.
+        error = (f"shard {work.shard.name}: a Ray worker cannot read the manifest ({first_line(exc)}); the "
+                 "manifest must be where every node reads it: object storage, or a shared filesystem at the same path")
+        return ShardOutcome(shard=work.shard, stats=None, error=error), []
+    assembler = ShardAssembler(loaded, schema=schema, final=final, write_retries=options.run.write_retries)
     statuses: list[RowStatus] = []
     try:
         with WorkerPool(workers=1, config=_worker_config(options, folder, job), timeout=options.run.timeout) as pool:
-            for result in pool.run(work.tasks):
-                statuses.append((result.row, result.status, result.error, result.error_kind))
+            for result in pool.run(loaded.tasks):
+                statuses.append((result.row, result.id, result.uri, result.status, result.error, result.error_kind))
                 assembler.add(result)
         if not assembler.complete:
             raise RuntimeError(
-                f"shard {work.shard.name}: the pool returned {len(statuses)} of {len(work.tasks)} rows"
+                f"shard {work.shard.name}: the pool returned {len(statuses)} of {len(loaded.tasks)} rows"
             )
         return assembler.finish(), statuses
     except BaseException:
@@ -149,10 +157,8 @@ class RayExecutor:
             # the next run redoes it.
             error = f"shard {work.shard.name} was lost on the Ray cluster ({first_line(exc)}); re-run to finish it"
             return ShardOutcome(shard=work.shard, stats=None, error=error)
-        tasks = {t.row: t for t in work.tasks}
-        for row, status, error, kind in statuses:
-            task = tasks[row]
-            on_result(VideoResult(row=row, id=task.id, uri=task.uri, status=status, error=error, error_kind=kind))
+        for row, id_, uri, status, error, kind in statuses:
+            on_result(VideoResult(row=row, id=id_, uri=uri, status=status, error=error, error_kind=kind))
         data = state.data_file(work.shard)
         if outcome.stats is not None and not storage.exists(data):
             error = not_shared(f"shard {work.shard.name} was written by a Ray worker", data.url)

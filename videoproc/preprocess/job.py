@@ -16,13 +16,13 @@ from videoproc.common import storage
 from videoproc.common.progress import Progress
 from videoproc.common.runlock import Lease, LockLost, hold_output
 from videoproc.preprocess.executor import Executor, LocalExecutor
-from videoproc.preprocess.manifest import Manifest, read_manifest
+from videoproc.preprocess.manifest import ManifestIndex, read_manifest
 from videoproc.preprocess.options import PreprocessOptions
 from videoproc.preprocess.runstate import RunState, Shard, plan_shards
 from videoproc.preprocess.shards import ShardWork
 from videoproc.preprocess.summary import run_counts, summarize
 from videoproc.preprocess.write import output_schema
-from videoproc.video.process import VideoResult, VideoTask
+from videoproc.video.process import VideoResult
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +48,8 @@ def run_preprocess(options: PreprocessOptions, *, stream: TextIO | None = None) 
             state.wipe()
         shards = plan_shards(manifest.num_rows, run.shard_size)
         resumed = state.begin(
-            shards=shards, manifest=manifest.fingerprint(), fingerprint=options.result_fingerprint(),
-            options=options.to_dict(),
+            shards=shards, shard_size=run.shard_size, manifest=manifest.fingerprint(),
+            fingerprint=options.result_fingerprint(), options=options.to_dict(),
         )
         state.clean_partials()
         works = _plan_work(manifest, shards, state, retry_failed=run.retry_failed)
@@ -83,43 +83,26 @@ def _refuse_in_worker_bootstrap() -> None:
         )
 
 
-def _plan_work(manifest: Manifest, shards: tuple[Shard, ...], state: RunState,
+def _plan_work(manifest: ManifestIndex, shards: tuple[Shard, ...], state: RunState,
                *, retry_failed: bool) -> list[ShardWork]:
+    """The shards to run, each naming its rows only: whoever runs a shard reads them (ShardWork.load)."""
     committed = state.committed()
     works = []
     for shard in shards:
         if shard.name not in committed:
-            works.append(_fresh_work(manifest, shard))
+            works.append(ShardWork(shard=shard, manifest=manifest))
         elif retry_failed and committed[shard.name].get("failed", 0):
             works.append(_retry_work(manifest, shard, state))
     return works
 
 
-def _tasks(manifest: Manifest, positions: list[int]) -> tuple[VideoTask, ...]:
-    ids = manifest.table.column("id")
-    uris = manifest.table.column("uri")
-    return tuple(VideoTask(row=p, id=ids[p].as_py(), uri=uris[p].as_py()) for p in positions)
-
-
-def _fresh_work(manifest: Manifest, shard: Shard) -> ShardWork:
-    positions = list(range(shard.start, shard.stop))
-    rows = manifest.passthrough_rows(shard.start, shard.stop)
-    return ShardWork(shard=shard, tasks=_tasks(manifest, positions),
-                     passthrough=dict(zip(positions, rows, strict=True)))
-
-
-def _retry_work(manifest: Manifest, shard: Shard, state: RunState) -> ShardWork:
+def _retry_work(manifest: ManifestIndex, shard: Shard, state: RunState) -> ShardWork:
     """Redo only the failed rows of a committed shard; its ok rows are carried over unchanged."""
     loc = state.data_file(shard)
     statuses, clips = _video_statuses(loc)
-    positions = list(range(shard.start, shard.stop))
+    positions = range(shard.start, shard.stop)
     keep = frozenset(p for p, status in zip(positions, statuses, strict=True) if status == "ok")
-    todo = [p for p in positions if p not in keep]
-    rows = dict(zip(positions, manifest.passthrough_rows(shard.start, shard.stop), strict=True))
-    return ShardWork(
-        shard=shard, tasks=_tasks(manifest, todo), passthrough={p: rows[p] for p in todo}, keep=keep,
-        retried=len(todo), kept_clips=clips,
-    )
+    return ShardWork(shard=shard, manifest=manifest, keep=keep, retried=len(positions) - len(keep), kept_clips=clips)
 
 
 def _video_statuses(loc: storage.Location) -> tuple[list[str], int]:
@@ -143,12 +126,12 @@ def make_executor(options: PreprocessOptions) -> Executor:
     return LocalExecutor(options)
 
 
-def _execute(options: PreprocessOptions, executor: Executor, manifest: Manifest, state: RunState,
+def _execute(options: PreprocessOptions, executor: Executor, manifest: ManifestIndex, state: RunState,
              works: list[ShardWork], stream, lease: Lease) -> list[str]:
     """Run the work, committing each shard as it lands; returns the storage errors met."""
     if not works:
         return []
-    progress = Progress(total=sum(len(w.tasks) for w in works), mode=options.run.progress,
+    progress = Progress(total=sum(w.todo for w in works), mode=options.run.progress,
                         **({"stream": stream} if stream else {}))
 
     def on_result(result: VideoResult) -> None:

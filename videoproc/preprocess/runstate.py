@@ -2,7 +2,8 @@
 
 Layout under OUTPUT:
   data/part-NNNNN.parquet          one shard, rows in manifest order
-  _videoproc/run.json              plan, manifest fingerprint, resolved options (written first)
+  _videoproc/run.json              plan (rows and shard size), manifest fingerprint, resolved options
+                                   (written first; its size does not grow with the manifest)
   _videoproc/shards/part-NNNNN.json  the shard's stats: its completion marker, written after its data
   _videoproc/summary.json          the run summary, written last
   .videoproc.lock                  held by the live run (videoproc.common.runlock): one writer per output
@@ -22,7 +23,7 @@ from __future__ import annotations
 import posixpath
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from videoproc.common import storage
@@ -47,6 +48,8 @@ class Shard:
 
 
 def plan_shards(num_rows: int, shard_size: int) -> tuple[Shard, ...]:
+    """Shard k holds rows [k * shard_size, (k + 1) * shard_size): the plan follows from the two
+    numbers, so run.json records those rather than a list that grows with the manifest."""
     starts = range(0, num_rows, shard_size)
     return tuple(Shard(index=i, start=s, stop=min(s + shard_size, num_rows)) for i, s in enumerate(starts))
 
@@ -75,7 +78,8 @@ class RunState:
         loc = self.meta.child("run.json")
         return storage.read_json(loc) if storage.exists(loc) else None
 
-    def begin(self, *, shards: tuple[Shard, ...], manifest: dict, fingerprint: dict, options: dict) -> bool:
+    def begin(self, *, shards: tuple[Shard, ...], shard_size: int, manifest: dict, fingerprint: dict,
+              options: dict) -> bool:
         """Record the plan of a new run, or check that an existing one matches. True when resuming."""
         previous = self.load_run()
         if previous is not None:
@@ -90,7 +94,7 @@ class RunState:
             "manifest": manifest,
             "fingerprint": fingerprint,
             "options": options,
-            "shards": [asdict(s) for s in shards],
+            "plan": {"rows": shards[-1].stop if shards else 0, "shard_size": shard_size, "shards": len(shards)},
         }
         storage.write_json_atomic(self.meta.child("run.json"), run)
         return False
@@ -147,6 +151,13 @@ class RunState:
             name = entry.rsplit("/", 1)[-1]
             if name.startswith(".") and name.endswith(".tmp"):
                 data.fs.rm(entry)
+
+
+def planned_shards(run: dict[str, Any]) -> tuple[Shard, ...]:
+    """The plan a run.json records: rows and shard size, or the shard list older versions wrote."""
+    if "plan" in run:
+        return plan_shards(run["plan"]["rows"], run["plan"]["shard_size"])
+    return tuple(Shard(**s) for s in run["shards"])
 
 
 def _is_shard_file(name: str) -> bool:

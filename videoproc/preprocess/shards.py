@@ -1,8 +1,10 @@
-"""The unit of work: one planned shard, its tasks, and the assembly of its results into a file.
+"""The unit of work: one planned shard, its rows, and the assembly of its results into a file.
 
-Both executors use this: the local pool feeds results in from worker processes, a Ray task runs
-the videos of its shard itself. Either way rows are written in manifest order, so the same inputs
-give byte-identical shards.
+A ShardWork names its rows ([start, stop) of the manifest index), never carries them: whoever runs
+the shard loads them (ShardWork.load) from the manifest files, the local executor's parent a shard
+or two ahead of its pool, a Ray task straight from storage. Both executors assemble with this: the
+local pool feeds results in from worker processes, a Ray task runs the videos of its shard itself.
+Either way rows are written in manifest order, so the same inputs give byte-identical shards.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pyarrow.parquet as pq
 
 from videoproc.common import storage
 from videoproc.common.errors import StorageError
+from videoproc.preprocess.manifest import GroupCache, ManifestIndex
 from videoproc.preprocess.runstate import Shard
 from videoproc.preprocess.write import ROWS_PER_GROUP, ShardWriter, result_rows
 from videoproc.video.process import VideoResult, VideoTask
@@ -28,9 +31,9 @@ EXAMPLE_WIDTH = 300  # characters of the example message kept per error kind in 
 
 @dataclass(frozen=True, kw_only=True)
 class ShardWork:
-    """Everything needed to produce one shard anywhere.
+    """Everything needed to produce one shard anywhere: small, whatever the shard's size.
 
-    tasks: the rows to process. passthrough: manifest columns by manifest position.
+    manifest: the index its rows are read from (load).
     keep: manifest positions of ok rows carried over unchanged from the committed shard file
     (--retry-failed); they are read from that file while the new one is assembled, so their
     frames never travel with the work (to a Ray task, say). In clip mode a position has a row per
@@ -38,11 +41,36 @@ class ShardWork:
     """
 
     shard: Shard
-    tasks: tuple[VideoTask, ...]
-    passthrough: dict[int, dict[str, Any]]
+    manifest: ManifestIndex = field(repr=False)
     keep: frozenset[int] = frozenset()
     kept_clips: int = 0
     retried: int = 0
+
+    @property
+    def todo(self) -> int:
+        """Videos to process: the shard's rows less the kept ones."""
+        return self.shard.stop - self.shard.start - len(self.keep)
+
+    def load(self, *, cache: GroupCache | None = None) -> LoadedShard:
+        """Read the shard's rows from the manifest: the tasks, and the pass-through columns."""
+        table = self.manifest.rows_for(self.shard.start, self.shard.stop, cache=cache)
+        ids, uris = table.column("id").to_pylist(), table.column("uri").to_pylist()
+        rest = table.drop_columns(["id", "uri"]).to_pylist()
+        tasks, passthrough = [], {}
+        for offset, position in enumerate(range(self.shard.start, self.shard.stop)):
+            if position not in self.keep:
+                tasks.append(VideoTask(row=position, id=ids[offset], uri=uris[offset]))
+                passthrough[position] = rest[offset]
+        return LoadedShard(work=self, tasks=tuple(tasks), passthrough=passthrough)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedShard:
+    """A shard's rows, read: tasks, the videos to process; passthrough, manifest columns by position."""
+
+    work: ShardWork
+    tasks: tuple[VideoTask, ...]
+    passthrough: dict[int, dict[str, Any]] = field(repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,8 +85,10 @@ class ShardOutcome:
 class ShardAssembler:
     """Collects a shard's results in any order and streams them to its writer in manifest order."""
 
-    def __init__(self, work: ShardWork, *, schema: pa.Schema, final: storage.Location, write_retries: int) -> None:
+    def __init__(self, loaded: LoadedShard, *, schema: pa.Schema, final: storage.Location, write_retries: int) -> None:
+        work = loaded.work
         self.work = work
+        self.passthrough = loaded.passthrough
         self.schema = schema
         self.final = final
         self.write_retries = write_retries
@@ -66,8 +96,12 @@ class ShardAssembler:
         self._waiting: dict[int, VideoResult] = {}
         self._next = work.shard.start
         self._writer = ShardWriter(schema=schema, final=final)
-        self._stats = _ShardStats()
-        self._kept = self._read_kept() if work.keep else None
+        try:
+            self._stats = _ShardStats()
+            self._kept = self._read_kept() if work.keep else None
+        except BaseException:  # Ctrl-C before the caller holds this assembler to abort it
+            self._writer.abort()
+            raise
 
     @property
     def complete(self) -> bool:
@@ -138,7 +172,8 @@ class ShardAssembler:
         result = self._waiting.pop(position, None)
         if result is None:
             return None
-        return [row | self.work.passthrough[position] for row in result_rows(result)]
+        columns = self.passthrough.pop(position)  # written once: free the manifest's values
+        return [row | columns for row in result_rows(result)]
 
 
 @dataclass

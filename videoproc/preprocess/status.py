@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from videoproc.common import storage
-from videoproc.preprocess.runstate import RunState, Shard
+from videoproc.preprocess.runstate import RunState, planned_shards
 from videoproc.preprocess.summary import format_summary, summarize
 
 
@@ -14,7 +14,7 @@ def read_status(output: str, *, storage_options: dict | None = None) -> dict[str
     run = state.load_run()
     if run is None:
         return {"exists": False, "output": output}
-    shards = tuple(Shard(**s) for s in run["shards"])
+    shards = planned_shards(run)
     summary = summarize(state.committed(), shards=shards, elapsed_s=0.0, output=state.output.url)
     return {"exists": True, "created": run["created"], "summary": summary, "options": run["options"]}
 

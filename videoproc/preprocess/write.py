@@ -188,13 +188,19 @@ class ShardWriter:
         self.schema = schema
         self.final = final
         self._tmp_path = _temp_path_for(final)
-        self._writer = pq.ParquetWriter(
-            self._tmp_path,
-            schema,
-            compression={name: ("none" if name == "frames" else "zstd") for name in schema.names},
-            use_dictionary=[n for n in schema.names if n != "frames"],
-            write_statistics=[n for n in schema.names if n != "frames"],
-        )
+        try:
+            self._writer = pq.ParquetWriter(
+                self._tmp_path,
+                schema,
+                compression={name: ("none" if name == "frames" else "zstd") for name in schema.names},
+                use_dictionary=[n for n in schema.names if n != "frames"],
+                write_statistics=[n for n in schema.names if n != "frames"],
+            )
+        except BaseException:
+            # Ctrl-C after the file was created but before anyone holds this writer to abort it.
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp_path)
+            raise
         self._batch: list[dict[str, Any]] = []
         self.rows = 0
         self.seconds = 0.0  # time spent writing, for the benchmark's share-of-wall-time figure

@@ -100,7 +100,9 @@ def _output_units(url: str, storage_options: dict[str, Any]) -> list[Unit]:
             "`videoproc preprocess` run"
         )
     names = sorted(state.committed())
-    _warn_pending(url, planned=len(run.get("shards", [])), committed=len(names))
+    # run.json records the plan's size; outputs of older versions list every shard instead.
+    planned = run["plan"]["shards"] if "plan" in run else len(run.get("shards", []))
+    _warn_pending(url, planned=planned, committed=len(names))
     units = []
     for name in names:
         units += _file_units(state.output.child(DATA_DIR, f"{name}.parquet"))
