@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ def decord_batch(path: str, indices: Sequence[int], *, size: tuple[int, int] | N
     """decord's frames at `indices`, resized by decord to `size` (None: the stored size)."""
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)  # its FFmpeg log repeats every concealed error per call
     width, height = size or (-1, -1)
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height, num_threads=threads)
@@ -67,14 +69,19 @@ def decord_batch(path: str, indices: Sequence[int], *, size: tuple[int, int] | N
     count = len(reader)
     if max(indices) >= count:
         raise IndexError(f"decord counts {count} frames; index {max(indices)} is past its end")
-    return PeerFrames(frames=reader.get_batch(list(indices)).asnumpy(), num_frames=count)
+    try:
+        frames = reader.get_batch(list(indices)).asnumpy()
+    except decord.DECORDError as exc:
+        raise RuntimeError(f"decord cannot decode the frames: {_reason(str(exc))}") from None
+    return PeerFrames(frames=frames, num_frames=count)
 
 
 def _reason(message: str) -> str:
     """decord's message without its timestamp, source location, check expression and file path."""
     text = message.strip().splitlines()[0]
+    text = re.sub(r"^.*Check failed: .*? \(-?\d+ vs\. -?\d+\)\s*", "", text)
     text = text.split(" ERROR ", 1)[-1] if " ERROR " in text else text.rsplit("] ", 1)[-1]
-    return text.strip()
+    return text.strip().removeprefix("ERROR ")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
