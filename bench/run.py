@@ -449,7 +449,8 @@ def _first_tagged(videos: list[corpus.BenchVideo], tag: str) -> corpus.BenchVide
 def _settings_text(settings: Settings, args: argparse.Namespace) -> dict[str, str]:
     return {
         "corpus": "quick (tiny clips: the numbers mean nothing)" if settings.quick else "full",
-        "sampling": f"{NUM_FRAMES} frames uniformly, {SIZE[0]}x{SIZE[1]} through videoproc's FrameConverter for all",
+        "sampling": f"{NUM_FRAMES} frames uniformly, {SIZE[0]}x{SIZE[1]} through videoproc's FrameConverter "
+                    "(decord: its own resize)",
         "decoder threads": "1 for every method (ffmpeg -threads 1); the `default threads` columns: videoproc "
                            f"with {DEFAULT_THREADS} (its default for 1 worker here), each peer with its own default",
         "peers": ", ".join(peers.PEERS) + " (decord resizes itself); plain PyAV = the naive column"
