@@ -146,3 +146,21 @@ def test_peer_targets_compare_at_the_same_threading():
     )
     quick = evaluate(BenchResults(machine={}, settings={}, files=files, quick=True))
     assert {c.outcome for c in quick[1:]} == {"SKIP"}
+
+
+def test_short_clips_baseline_decodes_exactly_the_frames_videoproc_decodes(tmp_path):
+    from bench import short_clips
+    from videoproc.common.testmedia import Clip
+    from videoproc.source.options import SourceOptions
+    from videoproc.video.options import VideoOptions
+    from videoproc.video.process import VideoTask, process_video
+
+    clip = Clip(name="small.mp4", args=(
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
+        "-pix_fmt", "yuv420p", "-g", "20", "-keyint_min", "20", "-sc_threshold", "0",
+    ))
+    path = clip.make(str(tmp_path))
+    result = process_video(VideoTask(row=0, id="s", uri=path), video=VideoOptions(num_frames=16, size=(224, 224)),
+                           source=SourceOptions(), threads=1)
+    assert result.status == "ok" and 16 <= result.frames_decoded < 90
+    assert short_clips.pyav_alone(path, list(result.frame_indices)) == result.frames_decoded
