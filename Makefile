@@ -23,7 +23,7 @@ GEN_OUTPUT := $(if $(filter command line,$(origin OUTPUT)),$(OUTPUT),out/generat
 # one the tests run against (a CPU build where the package index provides it).
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv sample-manifest preprocess test test-fast lint generate gpu-smoke bench bench-clips bench-formats bench-scale s3-deps clean FORCE
+.PHONY: venv sample-manifest preprocess test test-fast lint generate gpu-smoke bench bench-short bench-clips bench-formats bench-scale s3-deps clean FORCE
 
 venv: $(STAMP)
 
@@ -74,8 +74,19 @@ test-fast: $(STAMP) $(SAMPLE)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: $(STAMP)
+# The peers (decord) come with the bench extra, installed here only: the tests do not need them.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) -m bench.run $(ARGS)
+
+# Many short clips: videoproc with 1 worker against PyAV alone, and the fixed cost per video
+# (python -m bench.short_clips; --count N for fewer than 1,000 clips).
+bench-short: $(STAMP)
+	$(PY) -m bench.short_clips $(ARGS)
 
 # Clip mode against a naive decode on the 600 s 720p files (python -m bench.clips).
 bench-clips: $(STAMP)

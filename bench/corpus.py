@@ -27,6 +27,7 @@ SHORT_DENSE = "short-dense"  # the 60 s file with 1 s keyframes: >= 2x naive
 MANY = "many"  # the short clip repeated in the throughput manifest
 RSS_SHORT = "rss-short"
 RSS_LONG = "rss-long"
+REAL = "real"  # a real-world clip: the peers' total is judged over these
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,7 +147,8 @@ def real_clips(folder: str = REAL_DIR) -> list[BenchVideo]:
     if not os.path.isdir(folder):
         return []
     names = sorted(n for n in os.listdir(folder) if not n.endswith(".md"))
-    return [BenchVideo(name=n, description="real clip", path=os.path.join(folder, n)) for n in names]
+    return [BenchVideo(name=n, description="real clip", path=os.path.join(folder, n), tags=frozenset({REAL}))
+            for n in names]
 
 
 def build(videos: list[BenchVideo], folder: str, *, log=print) -> dict[str, str]:

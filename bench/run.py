@@ -1,10 +1,12 @@
 """The benchmark of exact sampling: `make bench` or `python -m bench.run [--quick] [--only NAME ...]`.
 
 In one invocation, on the same files: videoproc in exact and keyframe mode, a naive decode from
-frame 0 (bench.baselines) and the FFmpeg CLI's full decode. Methods are interleaved run by run, so
-a change in machine load hits all of them alike. Then the preprocess job's throughput with 1 and 2
-workers, and the peak memory of a worker on a short and a long video. Results: a markdown table
-printed and written to bench/results/latest.md (plus latest.json).
+frame 0 (bench.baselines, the plain PyAV peer), the FFmpeg CLI's full decode, and the installed peers
+(bench.peers: decord with one thread and its default threading, against videoproc with one thread
+and its own default threading) on the same indices, their frames compared with videoproc's. Methods
+are interleaved run by run, so a change in machine load hits all of them alike. Then the preprocess
+job's throughput with 1 and 2 workers, and the peak memory of a worker on a short and a long video.
+Results: a markdown table printed and written to bench/results/latest.md (plus latest.json).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench import baselines, corpus, report
+from bench import baselines, corpus, peers, report
 from bench.report import BenchResults, FileResult, RssResult, ThroughputResult, Timing
 from videoproc.common.testmedia import ffmpeg_exe
 from videoproc.preprocess.options import PreprocessOptions, RunOptions
@@ -71,9 +73,15 @@ def video_options(seek_mode: SeekMode) -> VideoOptions:
     return VideoOptions(num_frames=NUM_FRAMES, size=SIZE, seek_mode=seek_mode)
 
 
-def run_videoproc(path: str, seek_mode: SeekMode) -> VideoResult:
+def run_videoproc(path: str, seek_mode: SeekMode, *, threads: int = 1,
+                  size: tuple[int, int] | None = SIZE) -> VideoResult:
     task = VideoTask(row=0, id="bench", uri=path)
-    return process_video(task, video=video_options(seek_mode), source=SourceOptions(), threads=1)
+    video = dataclasses.replace(video_options(seek_mode), size=size)
+    return process_video(task, video=video, source=SourceOptions(), threads=threads)
+
+
+# videoproc's default with one worker: one decoder thread per core (RunOptions.threads_per_decoder).
+DEFAULT_THREADS = max(1, os.cpu_count() or 1)
 
 
 def probe_only(path: str) -> tuple[int, int, list[int], str]:
@@ -113,14 +121,19 @@ def measure_file(video: corpus.BenchVideo, path: str, settings: Settings, log) -
         "naive": lambda: baselines.naive_decode(path, targets, size=SIZE),
         "ffmpeg": lambda: baselines.ffmpeg_null(path),
         "probe": lambda: probe_only(path),
+        "exact_auto": lambda: run_videoproc(path, "exact", threads=DEFAULT_THREADS),
     }
-    samples, last = _rounds(methods, settings)
-    timings = {name: _timing(samples[name], last[name]) for name in methods}
+    peer_methods = peers.methods(path, targets, size=SIZE)
+    samples, last = _rounds(methods | peer_methods, settings)
+    timings = {name: _timing(samples[name], last[name]) for name in methods | peer_methods}
     log("  " + ", ".join(f"{n} {t.wall_s:.3f}s" for n, t in timings.items()))
     exact, keyframe, naive = last["exact"], last["keyframe"], last["naive"]
     return FileResult(
         name=video.name, description=video.description, tags=tuple(sorted(video.tags)), codec=codec,
-        num_frames=num_frames, keyframes=keyframes, sampled=len(targets), **timings,
+        num_frames=num_frames, keyframes=keyframes, sampled=len(targets),
+        **{name: timings[name] for name in methods},
+        peers={name: timings[name] for name in peer_methods},
+        peer_frames=compare_peers(path, targets, num_frames, exact) if peer_methods else {},
         status=_status(exact),
         frames_decoded=getattr(exact, "frames_decoded", 0),
         frames_decoded_min=getattr(exact, "frames_decoded_min", 0),
@@ -185,6 +198,27 @@ def _compare(exact: object, naive: object) -> float | None:
         return None
     mse = float(np.mean((frames.astype(np.float64) - naive.frames.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def compare_peers(path: str, targets: list[int], num_frames: int, exact: object) -> dict[str, str]:
+    """Peer module -> how its frames compare with videoproc's at the stored size, where both count
+    the same frames (so an index names the same frame); else why they were not compared."""
+    if not isinstance(exact, VideoResult) or exact.status != "ok":
+        return {"decord": "not compared: videoproc's row failed"}
+    if exact.source.get("rotation"):
+        return {"decord": "not compared: videoproc turns the picture upright, decord does not"}
+    try:
+        theirs = peers.decord_batch(path, targets, size=None, threads=1)
+    except Exception as exc:  # noqa: BLE001 - a peer that cannot read the file is a result
+        return {"decord": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
+    if theirs.num_frames != num_frames:
+        return {"decord": f"not compared: decord counts {theirs.num_frames} frames, videoproc {num_frames}"}
+    full = run_videoproc(path, "exact", size=None)
+    ours = np.frombuffer(full.frames, np.uint8).reshape(full.shape)
+    value, worst = peers.psnr(ours, theirs.frames), peers.max_abs_diff(ours, theirs.frames)
+    if value is None:
+        return {"decord": f"not compared: shapes {ours.shape} and {theirs.frames.shape}"}
+    return {"decord": "identical" if math.isinf(value) else f"{value:.1f} dB, max diff {worst}"}
 
 
 def _unreadable(video: corpus.BenchVideo, exc: Exception) -> FileResult:
@@ -384,7 +418,9 @@ def main(argv: list[str] | None = None) -> BenchResults:
 def run(settings: Settings, args: argparse.Namespace, log) -> BenchResults:
     videos = corpus.select(corpus.quick_corpus() if args.quick else corpus.full_corpus(), args.only)
     paths = corpus.build(videos, args.corpus, log=log)
-    results = BenchResults(machine=machine(), settings=_settings_text(settings, args))
+    results = BenchResults(machine=machine(), settings=_settings_text(settings, args), quick=settings.quick)
+    for reason in peers.missing().values():
+        log(reason)
     if "files" in settings.parts:
         for video in videos:
             log(f"{video.name}:")
@@ -413,8 +449,13 @@ def _first_tagged(videos: list[corpus.BenchVideo], tag: str) -> corpus.BenchVide
 def _settings_text(settings: Settings, args: argparse.Namespace) -> dict[str, str]:
     return {
         "corpus": "quick (tiny clips: the numbers mean nothing)" if settings.quick else "full",
-        "sampling": f"{NUM_FRAMES} frames uniformly, {SIZE[0]}x{SIZE[1]} through videoproc's FrameConverter for all",
-        "decoder threads": "1 for every method (ffmpeg -threads 1)",
+        "sampling": f"{NUM_FRAMES} frames uniformly, {SIZE[0]}x{SIZE[1]} through videoproc's FrameConverter "
+                    "(decord: its own resize)",
+        "decoder threads": "1 for every method (ffmpeg -threads 1); the `default threads` columns: videoproc "
+                           f"with {DEFAULT_THREADS} (its default for 1 worker here), each peer with its own default",
+        "peers": ", ".join(peers.PEERS) + " (decord resizes itself); plain PyAV = the naive column"
+                 + "".join(f"; {reason}" for reason in peers.missing().values())
+                 + "; torchcodec: left out (no wheel loads beside the CPU build of torch, see bench/peers.py)",
         "runs per method": f"{settings.repeats} (files under {FAST_ROUND_S} s a round: {FAST_ROUNDS}, each "
                            f"the mean of as many calls in a row as last {MIN_SAMPLE_S} s)",
         "parts": ", ".join(settings.parts),
