@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -87,8 +86,15 @@ def _drive(manifest: str, output: str) -> None:
     })
     with contextlib.suppress(FirstShard):
         run_preprocess(options)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({**seen, "peak_rss_mb": round(peak, 1)}))
+    print(json.dumps({**seen, "peak_rss_mb": round(_peak_rss_bytes() / 2**20, 1)}))
+
+
+def _peak_rss_bytes() -> int:
+    """This process's own peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux carries
+    the parent's peak across fork and exec into it, so a driver started from a large process (a
+    test run) would report its parent's memory."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def main() -> None:

@@ -65,7 +65,7 @@ def auditing_job(task: VideoTask, *, report_dir: str, **kwargs: Any) -> VideoRes
     result = process_video(task, **kwargs)
     from videoproc.common.memory import worker_memory_ceiling
 
-    report = {"id": task.id, "peak_rss": _status_bytes("VmHWM"), "ceiling": worker_memory_ceiling(),
+    report = {"id": task.id, "peak_rss": status_bytes("VmHWM"), "ceiling": worker_memory_ceiling(),
               "opened": sorted(set(_OPENED))}
     with open(os.path.join(report_dir, f"{task.row}.json"), "w") as f:
         json.dump(report, f)
@@ -88,6 +88,6 @@ def _install_open_audit() -> None:
     _AUDITING.append(True)
 
 
-def _status_bytes(field: str) -> int:
+def status_bytes(field: str) -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
