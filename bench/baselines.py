@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import av
 import numpy as np
@@ -33,11 +34,15 @@ class NaiveResult:
     decode_errors: int
 
 
-def naive_decode(path: str, targets: Sequence[int], *, size: tuple[int, int]) -> NaiveResult:
+def naive_decode(
+    path: str, targets: Sequence[int], *, size: tuple[int, int], threads: Literal["one", "default"] = "one"
+) -> NaiveResult:
     """Decode from the start to max(targets), keeping the frames whose output position is wanted.
 
     Frames are numbered in the order the decoder outputs them (presentation order). Bad packets are
-    skipped, as a loader that must not stop on one damaged file would do.
+    skipped, as a loader that must not stop on one damaged file would do. threads="default" leaves
+    the decoder's threading as PyAV sets it (slice threads, FFmpeg's automatic count), as a user
+    who never touches it gets it.
     """
     wanted = set(targets)
     last = max(targets)
@@ -49,8 +54,9 @@ def naive_decode(path: str, targets: Sequence[int], *, size: tuple[int, int]) ->
     errors = [0]
     with av.open(path, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
-        stream.thread_type = "SLICE"
-        stream.thread_count = 1
+        if threads == "one":
+            stream.thread_type = "SLICE"
+            stream.thread_count = 1
         for index, frame in _frames(container, stream, errors):
             decoded += 1
             if index in wanted:

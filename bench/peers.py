@@ -5,9 +5,10 @@ decord (0.6.0, the `bench` extra): `VideoReader(path, width=224, height=224, num
 default bicubic), so its time is decode + resize, as a user gets it; videoproc's is decode + its
 BILINEAR swscale resize. N=1 is one thread; N=0 is decord's default (FFmpeg picks the count).
 
-Plain PyAV needs no code here: bench.baselines.naive_decode is what a plain PyAV loader does
-(decode from frame 0 up to the last index, one thread). PyAV's default thread_type is SLICE, which
-does nothing for one-slice-per-frame H.264, so its default threading decodes as one thread does.
+Plain PyAV is bench.baselines.naive_decode, what a plain PyAV loader does (decode from frame 0 up
+to the last index): with one thread it is the report's naive column (`pyav`), and at PyAV's own
+default threading (slice threads, FFmpeg's automatic count: a gain for VP9 tiles and multi-slice
+streams, none for one-slice-per-frame H.264) it is the `pyav-auto` peer.
 
 torchcodec is left out: the only wheel there is for this Python (0.17.0) is linked against CUDA 13
 (`libnvrtc.so.13`) and loads no library beside the CPU build of torch the tests pin, and it needs
@@ -29,8 +30,9 @@ import numpy as np
 
 INSTALL_HINT = "pip install 'videoproc[bench]'"
 
-# name -> (module, threads): one thread each and each decoder's default threading.
-PEERS: dict[str, tuple[str, int]] = {"decord-1t": ("decord", 1), "decord-auto": ("decord", 0)}
+# name -> (module, threads): one thread each and each decoder's default threading (0). Plain PyAV with
+# one thread is the naive column, measured for every file anyway.
+PEERS: dict[str, tuple[str, int]] = {"decord-1t": ("decord", 1), "decord-auto": ("decord", 0), "pyav-auto": ("av", 0)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,10 +52,21 @@ def missing() -> dict[str, str]:
 def methods(path: str, indices: Sequence[int], *, size: tuple[int, int]) -> dict[str, Callable[[], PeerFrames]]:
     """The timed calls of every installed peer on one file."""
     absent = missing()
+    calls = {
+        "decord": lambda threads: decord_batch(path, indices, size=size, threads=threads),
+        "av": lambda _threads: _pyav_default(path, indices, size=size),
+    }
     return {
-        name: (lambda threads=threads: decord_batch(path, indices, size=size, threads=threads))
+        name: (lambda module=module, threads=threads: calls[module](threads))
         for name, (module, threads) in PEERS.items() if module not in absent
     }
+
+
+def _pyav_default(path: str, indices: Sequence[int], *, size: tuple[int, int]) -> PeerFrames:
+    from bench.baselines import naive_decode
+
+    result = naive_decode(path, indices, size=size, threads="default")
+    return PeerFrames(frames=result.frames, num_frames=result.frames_decoded)
 
 
 def decord_batch(path: str, indices: Sequence[int], *, size: tuple[int, int] | None, threads: int) -> PeerFrames:

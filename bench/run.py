@@ -178,6 +178,7 @@ def _timing(samples: list[tuple[float, float]], last: object) -> Timing:
         wall_s=statistics.median(s[0] for s in samples),
         cpu_s=statistics.median(s[1] for s in samples),
         runs=len(samples),
+        walls=tuple(s[0] for s in samples),
     )
 
 

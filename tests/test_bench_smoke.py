@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -71,7 +72,7 @@ def test_quick_run_measures_installed_peers_or_says_how_to_install(quick):
         assert all(not f.peers for f in results.files)
         return
     for f in results.files:
-        assert set(f.peers) == {"decord-1t", "decord-auto"}
+        assert set(f.peers) == {"decord-1t", "decord-auto", "pyav-auto"}
         assert all(t.error is None and t.wall_s > 0 for t in f.peers.values())
         assert f.exact_auto.error is None and f.exact_auto.wall_s > 0
         # decord decodes the same frames from these H.264 clips as videoproc, bit for bit.
@@ -138,7 +139,7 @@ def test_peer_targets_compare_at_the_same_threading():
     outcomes = {c.target: (c.outcome, c.detail) for c in evaluate(BenchResults(machine={}, settings={}, files=files))}
     # decord's default threading beats videoproc's default on a.mp4 (0.4 s against 0.5 s).
     assert outcomes["exact never slower than any peer on any file (same threading)"] == (
-        "FAIL", "failing: a.mp4 vs decord-auto 0.80x"
+        "FAIL", "slower: a.mp4 vs decord-auto 0.80x; within noise: b.mp4 vs decord-1t 1.00x"
     )
     # Totals: decord-1t 3.0 / 2.0 s, decord-auto 1.4 / 1.1 s, pyav 6.0 / 2.0 s; the best peer decides.
     assert outcomes["exact >= 1.5x the best peer in total over the real clips"] == (
@@ -146,6 +147,42 @@ def test_peer_targets_compare_at_the_same_threading():
     )
     quick = evaluate(BenchResults(machine={}, settings={}, files=files, quick=True))
     assert {c.outcome for c in quick[1:]} == {"SKIP"}
+
+
+def _rounds(*walls: float) -> Timing:
+    return Timing(wall_s=sorted(walls)[len(walls) // 2], cpu_s=1.0, runs=len(walls), walls=walls)
+
+
+def test_a_difference_inside_the_rounds_noise_is_a_tie_and_a_clear_one_is_not():
+    from bench.report import paired_speedup
+
+    ours = _rounds(*[1.00, 1.04, 0.97, 1.02, 0.99, 1.03, 0.98, 1.01, 1.00, 0.96, 1.05])
+    noisy_peer = _rounds(*[1.01, 0.98, 1.00, 0.97, 1.03, 0.99, 1.02, 0.96, 1.00, 1.04, 0.99])
+    tie = paired_speedup(noisy_peer, ours)
+    assert tie.verdict == "tie" and tie.low < 1 < tie.high
+    faster_peer = _rounds(*[w * 0.9 for w in ours.walls])
+    assert paired_speedup(faster_peer, ours).verdict == "slower"
+    assert paired_speedup(ours, faster_peer).verdict == "faster"
+    # Too few rounds for an interval: the median ratio alone decides, and a tie needs equality.
+    assert paired_speedup(_rounds(1.0, 1.0, 1.0), _rounds(1.01, 1.01, 1.01)).verdict == "slower"
+
+
+def test_the_peer_total_reports_what_an_exact_decoder_could_reach_at_best():
+    from bench.report import exact_decoder_bound
+
+    # a: exact mode decodes 50 of the 100 frames plain PyAV decodes; b: all 10 of its 10.
+    files = [
+        dataclasses.replace(_file("a.mp4", exact=1.6, keyframe=0.1, naive=2.0, decoded=50, bound=50, tags=(REAL,)),
+                            naive_frames_decoded=100),
+        dataclasses.replace(_file("b.mp4", exact=1.6, keyframe=0.1, naive=2.0, decoded=10, bound=10, tags=(REAL,)),
+                            naive_frames_decoded=10),
+    ]
+    assert exact_decoder_bound(files) == pytest.approx(4.0 / 3.0)
+    outcome, detail = {c.target: (c.outcome, c.detail) for c in evaluate(BenchResults(
+        machine={}, settings={}, files=files))}["exact >= 1.5x the best peer in total over the real clips"]
+    assert outcome == "FAIL"
+    assert detail == ("pyav 1.25x over 2 files; the most any decoder returning exactly these frames could reach "
+                      "against one-thread plain PyAV by decoding fewer frames: 1.33x")
 
 
 def test_short_clips_baseline_decodes_exactly_the_frames_videoproc_decodes(tmp_path):
