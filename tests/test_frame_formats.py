@@ -276,7 +276,8 @@ def _pillow_jpeg(frame: np.ndarray, **options) -> bytes:
 
 
 def _damage(output: str, copy: str, row_id: str, change) -> str:
-    """A copy of `output` whose row `row_id` has its list of images replaced by change(images)."""
+    """A copy of `output` whose row `row_id` has its `frames` value (images, or a zstd blob) replaced
+    by change(value)."""
     shutil.copytree(output, copy)
     for path in glob.glob(os.path.join(copy, "data", "*.parquet")):
         table = pq.read_table(path)
@@ -331,4 +332,11 @@ def test_corrupt_png_and_missing_images_are_refused(outputs, tmp_path):
     copy = _damage(outputs["jpeg"], str(tmp_path / "jpeg"), "h264_10bits", lambda images: images[:3])
     with pytest.raises(ReadError, match=r"row id='h264_10bits': the row holds 3 images but its shape says 4 frames: "
                                         r"the shard is damaged"):
+        list(iter_rows(copy))
+
+
+def test_corrupt_zstd_row_is_refused(outputs, tmp_path):
+    copy = _damage(outputs["zstd"], str(tmp_path / "zstd"), "carphone_pristine", lambda blob: blob[: len(blob) // 2])
+    with pytest.raises(ReadError, match=r"row id='carphone_pristine': the row's zstd frames do not decompress to its "
+                                        r"shape \[4, 64, 96, 3\] \(.+\): the shard is damaged .*--overwrite"):
         list(iter_rows(copy))

@@ -7,7 +7,7 @@ pixels as Pillow, which uses the same library, without an image object and a cop
 Measured at 224x224 q90 4:4:4 on one core of a shared 2-core machine (load average about 1, so
 indicative): 4 741 frames/s against Pillow's 2 551 and 1 825 for PyAV's mjpeg decoder with its
 conversion to RGB (bench.frame_formats, "codec candidates"). PNG and WebP use Pillow.
-An image that does not decode, or whose size is not the row's shape, raises ReadError.
+Frames that do not decode, or not to the row's shape, raise ReadError.
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ def decode_frames(value: np.ndarray | list[bytes], shape: list[int], fmt: Stored
 
 def decompress(blob: np.ndarray | bytes, shape: list[int]) -> np.ndarray:
     size = int(np.prod(shape))
-    raw = pa.decompress(memoryview(blob), decompressed_size=size, codec="zstd", asbytes=False)
+    try:
+        raw = pa.decompress(memoryview(blob), decompressed_size=size, codec="zstd", asbytes=False)
+    except OSError as exc:  # damaged data, or pixels of another size than the shape's
+        raise ReadError(f"the row's zstd frames do not decompress to its shape {list(shape)} ({exc}): "
+                        f"{_REWRITE}") from None
     frames = np.frombuffer(raw, np.uint8).reshape(shape)
     frames.flags.writeable = False
     return frames
