@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
+import os
 
+import av
+import numpy as np
 import pytest
 
-from bench import peers, run
+from bench import codec_candidates, peers, run
 from bench.corpus import LONG, REAL
 from bench.report import BenchResults, FileResult, ThroughputResult, Timing, evaluate
+from tests.conftest import REAL_DIR
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +206,14 @@ def test_short_clips_baseline_decodes_exactly_the_frames_videoproc_decodes(tmp_p
                            source=SourceOptions(), threads=1)
     assert result.status == "ok" and 16 <= result.frames_decoded < 90
     assert short_clips.pyav_alone(path, list(result.frame_indices)) == result.frames_decoded
+
+
+def test_codec_candidates_measure_every_codec_at_both_chromas():
+    with av.open(os.path.join(REAL_DIR, "carphone_pristine.mp4")) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in itertools.islice(container.decode(video=0), 4)])
+    results = codec_candidates.measure(frames, seconds=0.01)
+    assert [(r["chroma"], r["codec"]) for r in results] == [
+        (chroma, codec) for chroma in ("444", "420") for codec in ("Pillow", "simplejpeg", "PyAV mjpeg")]
+    for r in results:
+        assert r["encode_fps"] > 0 and r["decode_fps"] > 0 and 1000 < r["bytes_per_frame"] < frames[0].nbytes
+        assert r["psnr_db"] > 30, r  # each codec really round-trips the frames at about q90

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from videoproc.common import storage
 from videoproc.preprocess.write import BASE_NAMES
-from videoproc.read.decode import decode_frames, stored_format
+from videoproc.read.decode import StoredFormat, decode_frames, stored_format
 from videoproc.read.units import ReadError, Unit
 
 Layout = Literal["THWC", "TCHW"]
@@ -97,10 +97,17 @@ def _batch_rows(batch: pa.RecordBatch) -> Iterator[dict[str, Any]]:
     others = {n: batch.column(n).to_pylist() for n in batch.schema.names if n not in CORE_COLUMNS}
     ids = batch.column("id").to_pylist()
     for i in keep:
-        row = {"id": ids[i], "frames": decode_frames(frames[i], shapes[i], fmt), "timestamps": timestamps[i],
+        row = {"id": ids[i], "frames": _decode_row(ids[i], frames[i], shapes[i], fmt), "timestamps": timestamps[i],
                "frame_indices": indices[i]}
         row.update({n: values[i] for n, values in others.items()})
         yield row
+
+
+def _decode_row(row_id: Any, value: Any, shape: list[int], fmt: StoredFormat) -> np.ndarray:
+    try:
+        return decode_frames(value, shape, fmt)
+    except ReadError as exc:  # name the row: the decoder knows only the images
+        raise ReadError(f"row id={row_id!r}: {exc}") from None
 
 
 def binary_views(array: pa.Array) -> list[np.ndarray]:

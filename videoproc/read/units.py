@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 
 class ReadError(ValueError):
-    """An output that cannot be read: not a videoproc output, or written in another format version."""
+    """An output that cannot be read: not a videoproc output, written in another format version, or
+    holding frames that do not decode to their row's shape."""
 
 
 @dataclass(frozen=True, kw_only=True)
