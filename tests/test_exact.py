@@ -366,3 +366,32 @@ def test_fps_sampling_on_vfr_picks_the_frame_on_screen(sample_clips):
         assert np.array_equal(frames[slot], ref[index])
     capped = row(path, fps=4.0, max_frames=4, size=(16, 16))
     assert capped.frame_indices == [0, 7, 15, 30]
+
+
+@pytest.mark.parametrize(("available", "size", "expected"), [
+    (2, (176, 144), 1), (2, (320, 180), 1), (8, (568, 320), 8), (2, (640, 360), 2), (2, (1920, 1080), 2),
+    (1, (1920, 1080), 1),
+])
+def test_small_pictures_decode_on_one_thread(available, size, expected):
+    from videoproc.video.decode import decoder_threads
+
+    assert decoder_threads(available, width=size[0], height=size[1]) == expected
+
+
+@pytest.mark.parametrize(("name", "threads"), [("carphone_pristine.mp4", 1), ("video_90.mov", 2)])
+def test_a_video_gets_the_threads_its_picture_size_repays(name, threads, monkeypatch):
+    """Frames are the same with any thread count; what a decoder is given follows its picture size."""
+    import videoproc.video.process as process
+
+    given = []
+    real_decoder = process.FrameDecoder
+
+    def spy(*args, **kwargs):
+        given.append(kwargs["threads"])
+        return real_decoder(*args, **kwargs)
+
+    monkeypatch.setattr(process, "FrameDecoder", spy)
+    task = VideoTask(row=0, id="clip", uri=real(name))
+    two = process_video(task, video=VideoOptions(num_frames=8), source=SourceOptions(), threads=2)
+    assert given == [threads]
+    np.testing.assert_array_equal(row_frames(two), row_frames(row(real(name), num_frames=8)))

@@ -85,7 +85,9 @@ WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_by
 @click.option("--shard-size", type=int, help=doc(RunOptions, "shard_size", "Manifest rows per output shard."))
 @click.option("--timeout", type=float, help=doc(RunOptions, "timeout", "Seconds per video before it fails."))
 @click.option("--decoder-threads", type=int,
-              help=doc(RunOptions, "decoder_threads", "FFmpeg threads per decoder.", derived="cores / workers"))
+              help=doc(RunOptions, "decoder_threads",
+                       "FFmpeg threads per decoder (a picture under 100,000 pixels decodes on one).",
+                       derived="cores / workers"))
 @click.option("--worker-memory",
               help=doc(RunOptions, "worker_memory", "Address-space ceiling per worker process, e.g. 6GiB; 0 for none.",
                        derived=WORKER_MEMORY_RULE))

@@ -27,7 +27,7 @@ from videoproc.common.memory import FRAME_COST_BYTES, check_decoder_room, frame_
 from videoproc.source import open_uri
 from videoproc.source.options import SourceOptions
 from videoproc.video.clips import ShortVideo, clip_count, place_clips
-from videoproc.video.decode import DecodedFrames, FrameDecoder
+from videoproc.video.decode import DecodedFrames, FrameDecoder, decoder_threads
 from videoproc.video.encode import encode_frames
 from videoproc.video.mp4index import OffsetRuns, is_iso_bmff, video_composition_offsets
 from videoproc.video.options import FrameFormat, VideoOptions
@@ -215,6 +215,7 @@ def _targets(info: VideoProbe, video: VideoOptions) -> list[int]:
 
 
 def _decode(container, info: VideoProbe, targets: list[int], packets, *, video: VideoOptions, threads: int):
+    threads = decoder_threads(threads, width=info.width, height=info.height)
     check_decoder_room(info.width, info.height, threads=threads)
     decoder = FrameDecoder(
         container,
