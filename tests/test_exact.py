@@ -368,17 +368,21 @@ def test_fps_sampling_on_vfr_picks_the_frame_on_screen(sample_clips):
     assert capped.frame_indices == [0, 7, 15, 30]
 
 
-@pytest.mark.parametrize(("available", "size", "expected"), [
-    (2, (176, 144), 1), (2, (320, 180), 1), (8, (568, 320), 8), (2, (640, 360), 2), (2, (1920, 1080), 2),
-    (1, (1920, 1080), 1),
+@pytest.mark.parametrize(("available", "size", "frames", "expected"), [
+    (2, (176, 144), 1000, 1), (2, (320, 180), 1000, 1), (8, (568, 320), 100, 8), (2, (640, 360), 10, 1),
+    (2, (640, 360), 30, 2), (2, (1280, 720), 5, 2), (2, (1920, 1080), 1, 1), (1, (1920, 1080), 100, 1),
 ])
-def test_small_pictures_decode_on_one_thread(available, size, expected):
+def test_small_pictures_and_short_walks_decode_on_one_thread(available, size, frames, expected):
     from videoproc.video.decode import decoder_threads
 
-    assert decoder_threads(available, width=size[0], height=size[1]) == expected
+    assert decoder_threads(available, width=size[0], height=size[1], frames=frames) == expected
 
 
-@pytest.mark.parametrize(("name", "threads"), [("carphone_pristine.mp4", 1), ("video_90.mov", 2)])
+@pytest.mark.parametrize(("name", "threads"), [
+    ("carphone_pristine.mp4", 1),  # 176x144
+    ("video_90.mov", 1),  # 568x320, but 3 frames
+    ("av1_video.mkv", 2),  # 640x360, 125 frames
+])
 def test_a_video_gets_the_threads_its_picture_size_repays(name, threads, monkeypatch):
     """Frames are the same with any thread count; what a decoder is given follows its picture size."""
     import videoproc.video.process as process

@@ -86,7 +86,7 @@ WORKER_MEMORY_RULE = (f"{as_bytes(WORKER_BASE_BYTES)} + 4 x --max-alloc + {as_by
 @click.option("--timeout", type=float, help=doc(RunOptions, "timeout", "Seconds per video before it fails."))
 @click.option("--decoder-threads", type=int,
               help=doc(RunOptions, "decoder_threads",
-                       "FFmpeg threads per decoder (a picture under 100,000 pixels decodes on one).",
+                       "FFmpeg threads per decoder (small pictures and short walks decode on one).",
                        derived="cores / workers"))
 @click.option("--worker-memory",
               help=doc(RunOptions, "worker_memory", "Address-space ceiling per worker process, e.g. 6GiB; 0 for none.",

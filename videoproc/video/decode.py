@@ -27,16 +27,19 @@ from videoproc.video.skip import NonReferenceSkipper
 
 Frame = Any  # av.VideoFrame; kept loose so the converter can be any callable
 
-# Below this many pixels a picture decodes faster on one thread than on several: each frame thread
-# holds a frame of latency and its own copy of the decoder state, which small pictures do not repay.
-# Measured on 2 idle cores (bench corpus, every frame decoded): two threads were 2-48 % slower than
-# one on 176x144 H.264 and 320x180 VP9, and 1.2-1.8x faster from 640x360 up.
-MIN_THREADED_PIXELS = 100_000
+# Frame threads pay for themselves only on enough work: each holds a frame of latency and its own
+# copy of the decoder state. Measured on 2 idle cores, every frame of generated H.264 and VP9
+# decoded: two threads were 2-48 % slower than one on 176x144 and 320x180 VP9 at any length, and
+# on 5-10 frames of 640x360; 1.2-1.8x faster from 640x360 over 30 frames and from 1280x720 up.
+MIN_THREADED_PIXELS = 100_000  # per picture
+MIN_THREADED_WORK = 4_000_000  # pixels per picture x frames to decode
 
 
-def decoder_threads(available: int, *, width: int, height: int) -> int:
-    """The decoding threads worth giving one stream, out of `available` (--threads or its default)."""
-    return available if width * height >= MIN_THREADED_PIXELS else 1
+def decoder_threads(available: int, *, width: int, height: int, frames: int) -> int:
+    """The decoding threads worth giving one stream, out of `available` (--decoder-threads or its
+    default), for `frames` frames to decode."""
+    pixels = width * height
+    return available if pixels >= MIN_THREADED_PIXELS and pixels * frames >= MIN_THREADED_WORK else 1
 
 
 @dataclass(kw_only=True)

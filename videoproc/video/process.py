@@ -215,7 +215,8 @@ def _targets(info: VideoProbe, video: VideoOptions) -> list[int]:
 
 
 def _decode(container, info: VideoProbe, targets: list[int], packets, *, video: VideoOptions, threads: int):
-    threads = decoder_threads(threads, width=info.width, height=info.height)
+    threads = decoder_threads(threads, width=info.width, height=info.height,
+                              frames=keyframe_bound(targets, info.keyframes))
     check_decoder_room(info.width, info.height, threads=threads)
     decoder = FrameDecoder(
         container,
