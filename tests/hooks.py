@@ -41,15 +41,15 @@ def install_faults() -> None:
 
 
 def install_write_delay(seconds: float) -> None:
-    """Pause `seconds` after every row-group flush of every shard this process writes."""
-    flush = write.ShardWriter._flush
+    """Pause `seconds` after every row group of every shard this process writes."""
+    flush = write.ShardWriter._write
 
     @functools.wraps(flush)
-    def slow_flush(self: write.ShardWriter) -> None:
-        flush(self)
+    def slow_write(self: write.ShardWriter, batch: list) -> None:
+        flush(self, batch)
         time.sleep(seconds)
 
-    write.ShardWriter._flush = slow_flush
+    write.ShardWriter._write = slow_write
 
 
 def auditing_job(task: VideoTask, *, report_dir: str, **kwargs: Any) -> VideoResult:

@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +33,9 @@ FORMAT_VERSION = "2"
 # Versions this release's readers read: 1 had raw frames only and no frame_format key.
 READABLE_VERSIONS = ("1", "2")
 ROWS_PER_GROUP = 32
+# A row group also ends once its frames reach this many bytes, so that large rows (raw 720p: 44 MB
+# each) do not make the parent hold a gigabyte per group while the next one fills.
+GROUP_BYTES = 128 * 2**20
 METADATA_KEY = b"videoproc"
 
 BASE_FIELDS = [
@@ -202,18 +206,34 @@ class ShardWriter:
                 os.unlink(self._tmp_path)
             raise
         self._batch: list[dict[str, Any]] = []
+        self._batch_bytes = 0
+        # A full row group is written on a thread of its own: the caller goes back to receiving
+        # results while Arrow builds and writes it (mostly outside the GIL), so a worker that
+        # finishes its video meanwhile is not left waiting for the parent to read its frames.
+        # At most one group is being written while the next one fills.
+        self._thread: ThreadPoolExecutor | None = None
+        self._writing: Future | None = None
         self.rows = 0
         self.seconds = 0.0  # time spent writing, for the benchmark's share-of-wall-time figure
 
     def add(self, row: dict[str, Any]) -> None:
-        """Append one complete output row (fixed columns and pass-through columns)."""
+        """Append one complete output row (fixed columns and pass-through columns). A failure to
+        write an earlier row group is raised here or by close()."""
         self._batch.append(row)
-        if len(self._batch) >= ROWS_PER_GROUP:
-            self._flush()
+        self._batch_bytes += _frame_bytes(row)
+        if len(self._batch) >= ROWS_PER_GROUP or self._batch_bytes >= GROUP_BYTES:
+            self._wait()
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoproc-shard-writer")
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            self._writing = self._thread.submit(self._write, batch)
 
     def close(self) -> None:
         """Finish the temporary file; nothing is visible to readers yet."""
-        self._flush()
+        self._wait()
+        self._stop_thread()
+        self._write(self._batch)
+        self._batch = []
         started = time.monotonic()
         self._writer.close()
         self.seconds += time.monotonic() - started
@@ -225,20 +245,40 @@ class ShardWriter:
         self.seconds += time.monotonic() - started
 
     def abort(self) -> None:
-        with contextlib.suppress(Exception):  # already closed, or the disk is the problem; the temp file goes anyway
+        with contextlib.suppress(Exception):  # the failure is why we abort, or is the disk's; the file goes anyway
+            self._wait()
+        self._stop_thread()
+        with contextlib.suppress(Exception):
             self._writer.close()
         if os.path.exists(self._tmp_path):
             os.unlink(self._tmp_path)
 
-    def _flush(self) -> None:
-        if not self._batch:
+    def _wait(self) -> None:
+        """Let the row group being written finish; its error, if any, is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        if not batch:
             return
         started = time.monotonic()
-        table = pa.Table.from_pylist(self._batch, schema=self.schema)
-        self._writer.write_table(table, row_group_size=len(self._batch))
-        self.rows += len(self._batch)
-        self._batch = []
+        table = pa.Table.from_pylist(batch, schema=self.schema)
+        self._writer.write_table(table, row_group_size=len(batch))
+        self.rows += len(batch)
         self.seconds += time.monotonic() - started
+
+
+def _frame_bytes(row: dict[str, Any]) -> int:
+    frames = row.get("frames")
+    if isinstance(frames, list):  # one encoded image per frame
+        return sum(len(image) for image in frames)
+    return len(frames) if frames is not None else 0
 
 
 def _temp_path_for(final: storage.Location) -> str:
