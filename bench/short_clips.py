@@ -4,8 +4,9 @@ The common training corpus is thousands of 5-20 s clips, where what a video cost
 decoding (open, probe, converter, result assembly, IPC, shard writing) decides the throughput.
 This runs the preprocess job with 1 worker over a manifest of N 720p clips (default 1,000) and
 PyAV alone decoding and converting exactly the frames videoproc decodes (the same spans, the same
-FrameConverter), and reports the wall-time ratio (target: at most 1.15x) and where the fixed cost
-per video goes.
+FrameConverter), in chunks taken in A-B-B-A order (--rounds, default 4) so that a machine whose
+speed drifts weighs on both alike, and reports the wall-time ratio (target: at most 1.15x) and
+where the fixed cost per video goes.
 
 The clips: DISTINCT encodes (one per whole second from 5 to 20 s, testsrc2 with noise, x264
 ultrafast, keyframe every 2 s, cached in bench/.corpus/short/), each copied to as many files as
@@ -160,6 +161,57 @@ def profile_steps(paths: list[str]) -> tuple[dict[str, float], float]:
     return steps, total
 
 
+def measure(paths: list[str], scratch: str, *, rounds: int, log) -> tuple[dict, float, int, float, int]:
+    """The job and PyAV alone over the same clips, in `rounds` chunks taken in A-B-B-A order (job,
+    PyAV; PyAV, job; ...), so that a machine whose speed drifts over minutes (a shared VM) weighs on
+    both sides alike. Each chunk's job is a whole run, pool start-up included.
+    Returns (job summary totals, worker seconds, frames, PyAV seconds, PyAV frames)."""
+    from bench.run import probe_only
+
+    # Copies of one encode sample the same frames: probed once per distinct file.
+    by_size: dict[int, list[int]] = {}
+    for path in paths:
+        if os.path.getsize(path) not in by_size:
+            by_size[os.path.getsize(path)] = probe_only(path)[2]
+    targets = {path: by_size[os.path.getsize(path)] for path in paths}
+    job = {"elapsed_s": 0.0, "write_s": 0.0}
+    worker_s = alone_s = 0.0
+    frames = alone_frames = 0
+    size = -(-len(paths) // rounds)
+    for r, start in enumerate(range(0, len(paths), size)):
+        chunk = {f"c{i:05d}": paths[i] for i in range(start, min(start + size, len(paths)))}
+        folder = os.path.join(scratch, f"round{r}")
+        os.makedirs(folder)
+        manifest = os.path.join(folder, "short.parquet")
+        pq.write_table(pa.table({"id": list(chunk), "uri": list(chunk.values())}), manifest)
+        output = os.path.join(folder, "out")
+        if r % 2 == 0:
+            log(f"round {r + 1}: videoproc, 1 worker, {len(chunk)} clips, then PyAV alone ...")
+            summary = run_job(manifest, output)
+            seconds, decoded = _pyav_alone(chunk, targets)
+        else:
+            log(f"round {r + 1}: PyAV alone, then videoproc, 1 worker, {len(chunk)} clips ...")
+            seconds, decoded = _pyav_alone(chunk, targets)
+            summary = run_job(manifest, output)
+        if output_indices(output) != {i: targets[path] for i, path in chunk.items()}:
+            raise RuntimeError("videoproc wrote other frame indices than bench.run.probe_only picks: the two "
+                               "sides would not decode the same frames")
+        alone_s += seconds
+        alone_frames += decoded
+        job["elapsed_s"] += summary["elapsed_s"]
+        job["write_s"] += summary["write_s"]
+        seconds, decoded = worker_seconds(output)
+        worker_s += seconds
+        frames += decoded
+    return job, worker_s, frames, alone_s, alone_frames
+
+
+def _pyav_alone(chunk: dict[str, str], targets: dict[str, list[int]]) -> tuple[float, int]:
+    started = time.perf_counter()
+    decoded = sum(pyav_alone(path, targets[path]) for path in chunk.values())
+    return time.perf_counter() - started, decoded
+
+
 def render(count: int, job: dict, worker_s: float, frames: int, alone_s: float, alone_frames: int,
            steps: dict[str, float], profiled_s: float, profiled: int) -> str:
     elapsed = job["elapsed_s"]
@@ -194,30 +246,21 @@ def render(count: int, job: dict, worker_s: float, frames: int, alone_s: float, 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m bench.short_clips", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="clips in the manifest (default 1000)")
+    parser.add_argument("--rounds", type=int, default=4, help="chunks run in A-B-B-A order (default 4)")
     parser.add_argument("--profile", type=int, default=100, help="clips profiled in this process (default 100)")
     parser.add_argument("--corpus", default=os.path.join(corpus.DEFAULT_CORPUS_DIR, "short"))
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     args = parser.parse_args(argv)
-    if args.count < 1 or args.profile < 1:
-        sys.exit(f"--count and --profile must be at least 1 (got {args.count}, {args.profile})")
+    if min(args.count, args.profile, args.rounds) < 1:
+        sys.exit(f"--count, --profile and --rounds must be at least 1 (got {args.count}, {args.profile}, "
+                 f"{args.rounds})")
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     paths = build_clips(args.count, args.corpus, log)
     with tempfile.TemporaryDirectory(prefix="videoproc-short-") as scratch:
-        manifest = os.path.join(scratch, "short.parquet")
-        ids = [f"c{i:05d}" for i in range(args.count)]
-        pq.write_table(pa.table({"id": ids, "uri": paths}), manifest)
-        output = os.path.join(scratch, "out")
-        log(f"videoproc, 1 worker, {args.count} clips ...")
-        job = run_job(manifest, output)
-        worker_s, frames = worker_seconds(output)
-        indices = output_indices(output)
-        log("PyAV alone, the same frames ...")
-        started = time.perf_counter()
-        alone_frames = sum(pyav_alone(path, indices[i]) for i, path in zip(ids, paths, strict=True))
-        alone_s = time.perf_counter() - started
+        job, worker_s, frames, alone_s, alone_frames = measure(paths, scratch, rounds=args.rounds, log=log)
     profiled = paths[: args.profile]
     log(f"profile of {len(profiled)} clips ...")
     steps, profiled_s = profile_steps(profiled)
