@@ -399,3 +399,17 @@ def test_a_video_gets_the_threads_its_picture_size_repays(name, threads, monkeyp
     two = process_video(task, video=VideoOptions(num_frames=8), source=SourceOptions(), threads=2)
     assert given == [threads]
     np.testing.assert_array_equal(row_frames(two), row_frames(row(real(name), num_frames=8)))
+
+
+def test_keyframe_mode_weighs_the_frames_it_decodes_not_the_keyframe_bound(monkeypatch):
+    """av1_video.mkv (640x360, one keyframe): 16 targets walk 125 frames in exact mode (two threads
+    pay) but decode about 16 in keyframe mode (they do not)."""
+    import videoproc.video.process as process
+
+    given = []
+    real_decoder = process.FrameDecoder
+    monkeypatch.setattr(process, "FrameDecoder", lambda *a, **k: given.append(k["threads"]) or real_decoder(*a, **k))
+    task = VideoTask(row=0, id="clip", uri=real("av1_video.mkv"))
+    for mode in ("exact", "keyframe"):
+        process_video(task, video=VideoOptions(num_frames=16, seek_mode=mode), source=SourceOptions(), threads=2)
+    assert given == [2, 1]

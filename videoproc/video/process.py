@@ -215,8 +215,9 @@ def _targets(info: VideoProbe, video: VideoOptions) -> list[int]:
 
 
 def _decode(container, info: VideoProbe, targets: list[int], packets, *, video: VideoOptions, threads: int):
-    threads = decoder_threads(threads, width=info.width, height=info.height,
-                              frames=keyframe_bound(targets, info.keyframes))
+    # Keyframe mode decodes about one frame a target; exact mode up to the keyframe bound.
+    walk = len(targets) if video.seek_mode == "keyframe" else keyframe_bound(targets, info.keyframes)
+    threads = decoder_threads(threads, width=info.width, height=info.height, frames=walk)
     check_decoder_room(info.width, info.height, threads=threads)
     decoder = FrameDecoder(
         container,
