@@ -27,6 +27,8 @@ import simplejpeg
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from bench.peers import psnr
+
 QUALITY = 90
 PILLOW_SUBSAMPLING = {"444": 0, "420": 2}
 AV_QSCALE = 2  # FFmpeg's mjpeg has no quality 1-100; qscale 2 gives about q90's bytes at 224x224
@@ -42,11 +44,6 @@ def rate(work: Callable[[], int], *, seconds: float = 0.3, passes: int = 2) -> f
             count += work()
         best = max(best, count / elapsed)
     return best
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 class Pillow:
