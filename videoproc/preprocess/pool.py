@@ -19,11 +19,13 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from videoproc.common.memory import WORKER_MEMORY_OPTION, limit_worker_memory
+from videoproc.preprocess import handoff
 from videoproc.video.process import VideoResult, VideoTask, failed
 
 START_TIMEOUT_S = 120.0
 WORKER_NICENESS = 5
 _READY = "ready"
+_READY_WITH_FILE = "ready, frames file follows"
 _START_FAILED = (
     "a worker process failed to start (see its output above); a script that starts a job must do "
     'so under `if __name__ == "__main__":`'
@@ -44,6 +46,7 @@ class WorkerConfig:
 class _Worker:
     process: Any
     conn: Connection
+    frames_fd: int | None = None  # the worker's frames file (handoff), None: frames come inline
     task: VideoTask | None = None
     deadline: float = 0.0
 
@@ -57,7 +60,10 @@ def _worker_main(conn: Connection, config: WorkerConfig) -> None:
     # writer is what would make the pool wait.
     os.nice(WORKER_NICENESS)
     limit_worker_memory(config.memory_limit)
-    conn.send(_READY)
+    frames_fd = handoff.open_file()
+    conn.send(_READY if frames_fd is None else _READY_WITH_FILE)
+    if frames_fd is not None:
+        handoff.send_file(conn, frames_fd)
     while True:
         try:
             task = conn.recv()
@@ -65,7 +71,7 @@ def _worker_main(conn: Connection, config: WorkerConfig) -> None:
             return
         if task is None:
             return
-        conn.send(config.job(task, **config.kwargs))
+        conn.send(handoff.pack(config.job(task, **config.kwargs), frames_fd))
 
 
 class WorkerPool:
@@ -144,12 +150,17 @@ class WorkerPool:
     def _receive(self, worker: _Worker) -> VideoResult:
         task = worker.task
         try:
-            if worker.conn.poll():
-                result = worker.conn.recv()
-                worker.task = None
-                return result
+            message = worker.conn.recv() if worker.conn.poll() else None
         except (EOFError, OSError):
-            pass
+            message = None
+        if message is not None:
+            try:
+                result = handoff.unpack(message, worker.frames_fd)
+            except OSError as exc:
+                return self._replace(worker, f"reading the frames of {task.uri} from its worker failed: {exc}",
+                                     kind="worker.crashed")
+            worker.task = None
+            return result
         worker.process.join(timeout=5)
         code = worker.process.exitcode
         reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
@@ -182,13 +193,14 @@ class WorkerPool:
         # Waiting for the worker's first word turns a worker that cannot start (a script without a
         # main guard, a broken environment) into one clear error instead of a failed row per video.
         try:
-            ready = parent.poll(START_TIMEOUT_S) and parent.recv() == _READY
+            word = parent.recv() if parent.poll(START_TIMEOUT_S) else None
+            frames_fd = handoff.receive_file(parent) if word == _READY_WITH_FILE else None
         except (EOFError, OSError):
-            ready = False
-        if not ready:
+            word = None
+        if word not in (_READY, _READY_WITH_FILE):
             process.kill()
             raise RuntimeError(_START_FAILED)
-        return _Worker(process=process, conn=parent)
+        return _Worker(process=process, conn=parent, frames_fd=frames_fd)
 
     def _stop(self, worker: _Worker, *, graceful: bool) -> None:
         if graceful and worker.process.is_alive():
@@ -201,3 +213,5 @@ class WorkerPool:
             worker.process.kill()
             worker.process.join(timeout=5)
         worker.conn.close()
+        if worker.frames_fd is not None:
+            os.close(worker.frames_fd)
