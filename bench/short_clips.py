@@ -4,9 +4,9 @@ The common training corpus is thousands of 5-20 s clips, where what a video cost
 decoding (open, probe, converter, result assembly, IPC, shard writing) decides the throughput.
 This runs the preprocess job with 1 worker over a manifest of N 720p clips (default 1,000) and
 PyAV alone decoding and converting exactly the frames videoproc decodes (the same spans, the same
-FrameConverter), in chunks taken in A-B-B-A order (--rounds, default 4) so that a machine whose
-speed drifts weighs on both alike, and reports the wall-time ratio (target: at most 1.15x) and
-where the fixed cost per video goes.
+FrameConverter), in chunks taken in A-B-B-A order (--rounds, default 10) so that a machine whose
+speed drifts weighs on both alike, and reports the wall-time ratio (target: at most 1.15x), the
+median of the per-round ratios with its 95 % interval, and where the fixed cost per video goes.
 
 The clips: DISTINCT encodes (one per whole second from 5 to 20 s, testsrc2 with noise, x264
 ultrafast, keyframe every 2 s, cached in bench/.corpus/short/), each copied to as many files as
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import math
 import os
 import pstats
 import shutil
@@ -36,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench import corpus
+from bench.report import Timing, paired_speedup
 from videoproc.common.testmedia import Clip
 from videoproc.preprocess.options import PreprocessOptions, RunOptions
 from videoproc.source.options import SourceOptions
@@ -161,11 +163,12 @@ def profile_steps(paths: list[str]) -> tuple[dict[str, float], float]:
     return steps, total
 
 
-def measure(paths: list[str], scratch: str, *, rounds: int, log) -> tuple[dict, float, int, float, int]:
+def measure(paths: list[str], scratch: str, *, rounds: int, log) -> tuple[dict, float, int, float, int, list]:
     """The job and PyAV alone over the same clips, in `rounds` chunks taken in A-B-B-A order (job,
     PyAV; PyAV, job; ...), so that a machine whose speed drifts over minutes (a shared VM) weighs on
     both sides alike. Each chunk's job is a whole run, pool start-up included.
-    Returns (job summary totals, worker seconds, frames, PyAV seconds, PyAV frames)."""
+    Returns (job summary totals, worker seconds, frames, PyAV seconds, PyAV frames, and each
+    round's (job seconds, PyAV seconds))."""
     from bench.run import probe_only
 
     # Copies of one encode sample the same frames: probed once per distinct file.
@@ -177,6 +180,7 @@ def measure(paths: list[str], scratch: str, *, rounds: int, log) -> tuple[dict, 
     job = {"elapsed_s": 0.0, "write_s": 0.0}
     worker_s = alone_s = 0.0
     frames = alone_frames = 0
+    pairs = []
     size = -(-len(paths) // rounds)
     for r, start in enumerate(range(0, len(paths), size)):
         chunk = {f"c{i:05d}": paths[i] for i in range(start, min(start + size, len(paths)))}
@@ -198,12 +202,13 @@ def measure(paths: list[str], scratch: str, *, rounds: int, log) -> tuple[dict, 
                                "sides would not decode the same frames")
         alone_s += seconds
         alone_frames += decoded
+        pairs.append((summary["elapsed_s"], seconds))
         job["elapsed_s"] += summary["elapsed_s"]
         job["write_s"] += summary["write_s"]
         seconds, decoded = worker_seconds(output)
         worker_s += seconds
         frames += decoded
-    return job, worker_s, frames, alone_s, alone_frames
+    return job, worker_s, frames, alone_s, alone_frames, pairs
 
 
 def _pyav_alone(chunk: dict[str, str], targets: dict[str, list[int]]) -> tuple[float, int]:
@@ -213,9 +218,11 @@ def _pyav_alone(chunk: dict[str, str], targets: dict[str, list[int]]) -> tuple[f
 
 
 def render(count: int, job: dict, worker_s: float, frames: int, alone_s: float, alone_frames: int,
-           steps: dict[str, float], profiled_s: float, profiled: int) -> str:
+           steps: dict[str, float], profiled_s: float, profiled: int, pairs: list) -> str:
     elapsed = job["elapsed_s"]
     ratio = elapsed / alone_s
+    # The job's time over PyAV's, round by round: how far the machine's drift moves the ratio.
+    rounds = paired_speedup(Timing(walls=tuple(j for j, _ in pairs)), Timing(walls=tuple(a for _, a in pairs)))
     outside = elapsed - worker_s
     rows = [("videoproc job, 1 worker", elapsed), ("videoproc's worker, its videos only", worker_s),
             ("PyAV alone, same frames", alone_s)]
@@ -227,6 +234,9 @@ def render(count: int, job: dict, worker_s: float, frames: int, alone_s: float, 
         f"Frames decoded: videoproc {frames}, PyAV alone {alone_frames}.", "",
         f"- {'PASS' if ratio <= TARGET else 'FAIL'}: videoproc with 1 worker <= {TARGET}x PyAV alone "
         f"(wall {ratio:.3f}x; the worker's own video time {worker_s / alone_s:.3f}x)", "",
+        f"Round by round ({len(pairs)} rounds, job / PyAV alone): median {rounds.ratio:.3f}x"
+        + (f", 95 % interval [{rounds.low:.3f}-{rounds.high:.3f}]" if not math.isnan(rounds.low) else
+           " (too few rounds for an interval)") + ".", "",
         f"## Where a video's time goes (per video, ms; profile of process_video over {profiled} clips)", "",
         "| step | ms per video |", "|---|---|",
         *[f"| {step} | {1000 * s:.2f} |" for step, s in steps.items()],
@@ -246,7 +256,7 @@ def render(count: int, job: dict, worker_s: float, frames: int, alone_s: float, 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m bench.short_clips", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="clips in the manifest (default 1000)")
-    parser.add_argument("--rounds", type=int, default=4, help="chunks run in A-B-B-A order (default 4)")
+    parser.add_argument("--rounds", type=int, default=10, help="chunks run in A-B-B-A order (default 10)")
     parser.add_argument("--profile", type=int, default=100, help="clips profiled in this process (default 100)")
     parser.add_argument("--corpus", default=os.path.join(corpus.DEFAULT_CORPUS_DIR, "short"))
     parser.add_argument("--results", default=DEFAULT_RESULTS)
@@ -260,11 +270,11 @@ def main(argv: list[str] | None = None) -> str:
 
     paths = build_clips(args.count, args.corpus, log)
     with tempfile.TemporaryDirectory(prefix="videoproc-short-") as scratch:
-        job, worker_s, frames, alone_s, alone_frames = measure(paths, scratch, rounds=args.rounds, log=log)
+        job, worker_s, frames, alone_s, alone_frames, pairs = measure(paths, scratch, rounds=args.rounds, log=log)
     profiled = paths[: args.profile]
     log(f"profile of {len(profiled)} clips ...")
     steps, profiled_s = profile_steps(profiled)
-    text = render(args.count, job, worker_s, frames, alone_s, alone_frames, steps, profiled_s, len(profiled))
+    text = render(args.count, job, worker_s, frames, alone_s, alone_frames, steps, profiled_s, len(profiled), pairs)
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     with open(args.results, "w") as f:
         f.write(text)
