@@ -12,6 +12,7 @@ import pytest
 from videoproc.common import storage
 from videoproc.preprocess import write
 from videoproc.preprocess.write import ROWS_PER_GROUP, ShardWriter, output_schema
+from videoproc.video.options import FrameFormat
 
 
 def _row(k: int, *, frame_bytes: int = 12) -> dict:
@@ -76,3 +77,21 @@ def test_a_failed_last_group_is_raised_by_close(tmp_path):
         writer.close()
     writer.abort()
     assert not _hidden_files(tmp_path)
+
+
+def test_a_group_of_raw_frames_is_the_table_arrow_builds_from_the_rows():
+    # Failed rows (no frames), clip slices (memoryviews), bytearrays and empty values alike.
+    clip = bytearray(range(256)) * 3
+    frames = [b"\x01\x02", None, memoryview(clip)[256:512], bytearray(b"xyz"), b"", None, bytes(clip)]
+    batch = [_row(k) | {"frames": f} for k, f in enumerate(frames)]
+    schema = output_schema(pa.schema([("caption", pa.string())]))
+    batch[0]["caption"] = "a passed-through column"
+    built = write._group_table(batch, schema)
+    assert built.equals(pa.Table.from_pylist(batch, schema=schema))
+    assert built.column("frames").null_count == 2
+
+
+def test_image_frames_keep_their_list_column():
+    schema = write.output_schema(pa.schema([]), store=FrameFormat(format="jpeg"))
+    batch = [_row(0) | {"frames": [b"\xff\xd8a", b"\xff\xd8b"]}, _row(1) | {"frames": None}]
+    assert write._group_table(batch, schema).equals(pa.Table.from_pylist(batch, schema=schema))
