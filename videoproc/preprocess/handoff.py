@@ -1,4 +1,4 @@
-"""How a pool worker hands a result's frames to the parent: through a file in memory, not the pipe.
+"""How a pool worker hands a result's frames to the parent: through a file in memory, not the socket.
 
 A row of raw frames is megabytes (16 frames of 224x224 RGB: 2.4 MB). Over the worker's socket it is
 pickled, copied into the kernel in socket-buffer-sized pieces with the two processes waking each
@@ -66,7 +66,8 @@ def receive_file(conn: Connection) -> int:
 
 
 def pack(result: VideoResult, fd: int | None) -> VideoResult | InFile:
-    """Worker side: what to send for `result`, its raw frames written to `fd` where they belong there."""
+    """Worker side: the message to send for `result`. Raw frames of MIN_BYTES or more are written
+    to `fd` and left out of the message."""
     frames = result.frames
     if fd is None or frames is None or len(frames) < MIN_BYTES:
         return result

@@ -281,17 +281,20 @@ def _group_table(batch: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     GIL 15 ms (over 200 ms into fresh memory), and the main process could not hand a worker its
     next video meanwhile. The other columns are small."""
     index = schema.get_field_index("frames")
+    if schema.field(index).type != pa.binary():
+        return pa.Table.from_pylist(batch, schema=schema)  # one image per frame: small values
     frames = [row.get("frames") for row in batch]
-    if schema.field(index).type != pa.binary() or sum(_length(f) for f in frames) >= 2**31:
-        return pa.Table.from_pylist(batch, schema=schema)  # images per frame, or past binary's offsets
+    lengths = [0 if f is None else memoryview(f).nbytes for f in frames]
+    if sum(lengths) >= 2**31:
+        return pa.Table.from_pylist(batch, schema=schema)  # past binary's 32-bit offsets: Arrow chunks it
     rest = pa.Table.from_pylist(batch, schema=schema.remove(index))  # keys not in the schema are left out
-    return rest.add_column(index, schema.field(index), _binary_array(frames))
+    return rest.add_column(index, schema.field(index), _binary_array(frames, lengths))
 
 
-def _binary_array(values: list[Any]) -> pa.Array:
+def _binary_array(values: list[Any], lengths: list[int]) -> pa.Array:
     """A binary array of bytes-like values (None: null), the bytes copied once, GIL released."""
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum([_length(v) for v in values], out=offsets[1:])
+    np.cumsum(lengths, out=offsets[1:])
     data = pa.allocate_buffer(int(offsets[-1]))  # Arrow's pool: a freed group's memory is reused
     view = np.frombuffer(data, dtype=np.uint8)
     for value, start, stop in zip(values, offsets[:-1], offsets[1:], strict=True):
@@ -300,10 +303,6 @@ def _binary_array(values: list[Any]) -> pa.Array:
     present = np.array([v is not None for v in values])
     validity = None if present.all() else pa.py_buffer(np.packbits(present, bitorder="little"))
     return pa.Array.from_buffers(pa.binary(), len(values), [validity, pa.py_buffer(offsets), data])
-
-
-def _length(value: Any) -> int:
-    return 0 if value is None else memoryview(value).nbytes
 
 
 def _frame_bytes(row: dict[str, Any]) -> int:
