@@ -98,17 +98,14 @@ def _write(fd: int, frames: bytes | bytearray) -> None:
 
 
 def _read(fd: int, length: int) -> bytes:
-    data = os.pread(fd, length, 0)
-    if len(data) == length:
-        return data
-    parts, got = [data], len(data)
-    while got < length:
+    parts, got = [], 0
+    while got < length:  # one pread, unless the kernel returns less than asked
         part = os.pread(fd, length - got, got)
         if not part:
             raise OSError(f"a worker's frames file holds {got} bytes, {length} were sent")
         parts.append(part)
         got += len(part)
-    return b"".join(parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _shrink(fd: int, size: int) -> None:

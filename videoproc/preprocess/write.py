@@ -284,7 +284,7 @@ def _group_table(batch: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     if schema.field(index).type != pa.binary():
         return pa.Table.from_pylist(batch, schema=schema)  # one image per frame: small values
     frames = [row.get("frames") for row in batch]
-    lengths = [0 if f is None else memoryview(f).nbytes for f in frames]
+    lengths = [_frame_bytes(row) for row in batch]
     if sum(lengths) >= 2**31:
         return pa.Table.from_pylist(batch, schema=schema)  # past binary's 32-bit offsets: Arrow chunks it
     rest = pa.Table.from_pylist(batch, schema=schema.remove(index))  # keys not in the schema are left out
